@@ -1,1 +1,138 @@
-def main(): pass
+"""`leis-gateway`: init the demo state, serve, validate messages, list agreements."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "home", None):
+        settings = settings.with_(home=Path(args.home))
+    return settings
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .policy.agreements import AgreementRegistry
+    from .security.pki import ensure_demo_pki
+    from .sources.demo import build_demo_sources
+
+    settings = _settings(args)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    registry = AgreementRegistry(settings.registry_path)
+    pki = ensure_demo_pki(settings.pki_dir, [a.id for a in registry.all()])
+    people = args.people if args.people is not None else settings.demo_people
+    progress = _progress_bar("people") if sys.stderr.isatty() else None
+    build_demo_sources(settings.sources_dir, people=people, progress=progress)
+    from .app import load_or_create_secret
+
+    load_or_create_secret(settings.token_key_path)
+    print(f"demo state ready in {settings.home} ({len(pki.created)} PKI files created, {people} people per source)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .app import create_gateway
+    from .security.tls import make_tls_server
+
+    settings = _settings(args).with_(
+        **{k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    )
+    gateway = create_gateway(settings)
+    pki = settings.pki_dir
+    server = make_tls_server(
+        gateway.wsgi,
+        settings.host,
+        settings.port,
+        cert=pki / "server.crt",
+        key=pki / "server.key",
+        ca=pki / "ca.crt",
+        numthreads=settings.server_threads,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    server.prepare()
+    print(f"leis-gateway serving {settings.endpoint_url} (WSDL: {settings.endpoint_url}?wsdl)", flush=True)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        gateway.close()
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .lexs.validate_cli import run_validate
+
+    return run_validate(args.files, schema_dir=args.schema_dir, as_json=args.json)
+
+
+def cmd_agreements_list(args: argparse.Namespace) -> int:
+    from .policy.agreements import AgreementRegistry
+
+    registry = AgreementRegistry(_settings(args).registry_path)
+    rows = [("ID", "AGENCY", "ORI", "DIRECTION", "STATUS", "PURPOSES", "PROFILE")]
+    for a in registry.all():
+        rows.append(
+            (a.id, a.agency_name, a.ori, a.direction, a.status,
+             ",".join(sorted(p.value for p in a.purposes)), a.release_profile)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _progress_bar(label: str):
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        sys.stderr.write(f"\r{label}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leis-gateway", description=__doc__)
+    parser.add_argument("--home", help="state directory (default $LEIS_HOME or ./var)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init", help="create the demo state (idempotent)")
+    init.add_argument("--people", type=int, default=None, help="generated people per source")
+    init.set_defaults(func=cmd_init)
+
+    serve = commands.add_parser("serve", help="serve HTTPS with mutual TLS")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(func=cmd_serve)
+
+    validate = commands.add_parser("validate", help="validate LEXS 3.1 messages against the schemas")
+    validate.add_argument("files", nargs="+", help="files or directories; - for stdin")
+    validate.add_argument("--schema-dir", type=Path, default=None)
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(func=cmd_validate)
+
+    agreements = commands.add_parser("agreements", help="the agreements registry")
+    agreement_commands = agreements.add_subparsers(dest="agreements_command", required=True)
+    listing = agreement_commands.add_parser("list", help="print every agreement")
+    listing.set_defaults(func=cmd_agreements_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

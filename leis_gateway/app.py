@@ -1,0 +1,108 @@
+"""The composition root: build every layer once at start-up and wire the request path.
+
+guard (size, parse, identity, audit, signatures) -> soap (spyne) -> endpoint (lexs parse/build)
+-> service (policy, federation, sources, release).
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from .config import SR_PATH, Settings
+from .federation import Federation
+from .guard.middleware import Caller, Guard
+from .lexs import build
+from .policy.agreements import AgreementRegistry
+from .release.tokens import ItemTokens
+from .security.pki import certificate_fingerprint
+from .security.tls import client_certificate_from_environ
+from .service import SearchRetrieveService
+from .soap import faults
+from .soap.application import REQUEST_TAGS, soap_application
+from .soap.endpoint import LexsEndpoint
+from .soap.faults import SoapFault
+from .soap.wsdl import ContractDocuments
+from .sources.base import PrimeHub, open_hub
+
+log = logging.getLogger(__name__)
+
+DHS = build.GatewayIdentity()
+
+
+def load_or_create_secret(path: Path, size: int = 32) -> bytes:
+    """A random secret kept in $LEIS_HOME (0600), made on first use."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(size)
+    path.touch(mode=0o600)
+    path.write_bytes(secret)
+    return secret
+
+
+@dataclass
+class Gateway:
+    """Everything one serving process needs; `wsgi` is the application to serve."""
+
+    settings: Settings
+    registry: AgreementRegistry
+    hub: PrimeHub
+    federation: Federation
+    service: SearchRetrieveService
+    contract: ContractDocuments
+    wsgi: Guard
+
+    def identify(self, environ: dict) -> Caller | SoapFault:
+        certificate = client_certificate_from_environ(environ)
+        if certificate is None:
+            return faults.NO_CLIENT_CERT
+        return self.caller_for(certificate)
+
+    def caller_for(self, certificate: x509.Certificate) -> Caller | SoapFault:
+        agreement = self.registry.by_certificate(certificate)
+        if agreement is None:
+            return faults.UNKNOWN_AGREEMENT
+        return Caller(agreement.id, certificate_fingerprint(certificate))
+
+    def serve_get(self, environ: dict):
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            return "200 OK", [("Content-Type", "text/plain")], b"ok\n"
+        if path.rstrip("/") == SR_PATH:
+            return self.contract.serve(environ)
+        return None
+
+    def close(self) -> None:
+        self.federation.close()
+        self.hub.close()
+
+
+def create_gateway(settings: Settings) -> Gateway:
+    registry = AgreementRegistry(settings.registry_path)
+    hub = open_hub(settings.sources_dir)
+    federation = Federation()
+    tokens = ItemTokens(load_or_create_secret(settings.token_key_path), settings.item_ttl_seconds)
+    service = SearchRetrieveService(
+        registry=registry,
+        hub=hub,
+        federation=federation,
+        tokens=tokens,
+        default_timeout_seconds=settings.default_timeout_seconds,
+        max_timeout_seconds=settings.max_timeout_seconds,
+    )
+    contract = ContractDocuments(settings.wsdl_path, settings.endpoint_url)
+    endpoint = LexsEndpoint(service, DHS)
+    gateway = Gateway(settings, registry, hub, federation, service, contract, wsgi=None)  # type: ignore[arg-type]
+    gateway.wsgi = Guard(
+        soap_application(endpoint),
+        path=SR_PATH,
+        operations=REQUEST_TAGS,
+        max_body_bytes=settings.max_body_bytes,
+        identify=gateway.identify,
+        get_handler=gateway.serve_get,
+    )
+    return gateway

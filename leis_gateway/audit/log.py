@@ -1,0 +1,482 @@
+"""The audit log: every message in and out, encrypted, hash-chained, searchable by metadata only.
+
+Fail closed: every database problem surfaces as `AuditUnavailable`, and the gateway must
+not serve a transaction it could not audit. The engine is created once per `AuditLog`;
+each public method is one unit of work with its own session and transaction.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload
+
+from . import chain
+from .crypto import Sealer
+from .models import GENESIS_HASH, AuditChainHead, AuditDisclosure, AuditMessage, AuditReplay
+from .store import WRITE, create_audit_engine, migrate, prepare_sqlite_file, sqlite_path
+from .types import (
+    AuditEntry,
+    AuditFilter,
+    AuditNotFound,
+    AuditRow,
+    AuditUnavailable,
+    Direction,
+    Disclosure,
+    VerifyReport,
+)
+
+log = logging.getLogger(__name__)
+
+_LIMITS = {
+    "operation": 64, "message_id": 256, "correlation_id": 256, "agreement_id": 128, "ori": 64,
+    "user_id": 256, "purpose": 64, "query_categories": 256, "result_code": 32, "advisory_categories": 512,
+    "source_system": 32, "source_record_id": 256,
+}
+_REPLAY_PURGE_EVERY_S = 60.0
+_VERIFY_BATCH = 1000
+
+
+def _clip(field: str, value: object) -> str | None:
+    """Oversized identifiers from a hostile request must not make the audit write fail."""
+    if value is None:
+        return None
+    s = str(value)
+    limit = _LIMITS[field]
+    return s if len(s) <= limit else s[: limit - 1] + "~"
+
+
+def _join(field: str, values: Sequence[object]) -> str | None:
+    items = list(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
+    return _clip(field, ",".join(items)) if items else None
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(value.split(",")) if value else ()
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("times given to the audit log must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _disclosure_triples(disclosures: Sequence[AuditDisclosure]) -> list[tuple[str, str, str]]:
+    return [(d.source_system, d.source_record_id, d.elements) for d in disclosures]
+
+
+def _to_row(m: AuditMessage) -> AuditRow:
+    return AuditRow(
+        id=m.id, at=m.at, direction=m.direction, operation=m.operation, message_id=m.message_id,
+        correlation_id=m.correlation_id, agreement_id=m.agreement_id, ori=m.ori, user_id=m.user_id,
+        purpose=m.purpose, query_categories=_split(m.query_categories), result_code=m.result_code,
+        advisory_categories=_split(m.advisory_categories), size_bytes=m.size_bytes, latency_ms=m.latency_ms,
+        key_id=m.key_id, detail=m.detail, prev_hash=m.prev_hash, row_hash=m.row_hash,
+        disclosures=tuple(
+            Disclosure(d.source_system, d.source_record_id, _split(d.elements)) for d in m.disclosures
+        ),
+    )
+
+
+class AuditLog:
+    """Thread-safe handle on the audit store; share one instance per process."""
+
+    def __init__(self, engine: Engine, sealer: Sealer, *, sqlite_file: Path | None = None) -> None:
+        self._engine = engine
+        self._write_engine = engine.execution_options(**WRITE)
+        self._sealer = sealer
+        self._sqlite_file = sqlite_file
+        self._replay_lock = threading.Lock()
+        self._replay_purged_at = 0.0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        key: bytes,
+        key_id: str,
+        *,
+        schema: str | None = None,
+        old_keys: dict[str, bytes] | None = None,
+    ) -> AuditLog:
+        """Connect, migrate to the current schema, and return a ready log.
+
+        `schema` (PostgreSQL only) puts the tables in that schema via `search_path`;
+        `old_keys` maps retired key ids to keys so rows written before a rotation stay readable.
+        Raises `AuditUnavailable` if the store cannot be reached or migrated.
+        """
+        sealer = Sealer(key, key_id, old_keys)
+        path = sqlite_path(url)
+        engine: Engine | None = None
+        try:
+            if path is not None:
+                prepare_sqlite_file(path)
+            engine = create_audit_engine(url, schema)
+            migrate(engine, schema)
+        except (SQLAlchemyError, OSError) as exc:
+            if engine is not None:
+                engine.dispose()
+            raise AuditUnavailable(f"audit store cannot be opened ({type(exc).__name__})") from exc
+        return cls(engine, sealer, sqlite_file=path)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def key_id(self) -> str:
+        return self._sealer.key_id
+
+    # --- units of work --------------------------------------------------------------------
+
+    @contextmanager
+    def _unit(self, *, write: bool, snapshot: bool = False) -> Iterator[Session]:
+        """One transaction; any database or file-system failure becomes AuditUnavailable."""
+        try:
+            with Session(self._write_engine if write else self._engine, expire_on_commit=False) as session:
+                with session.begin():
+                    if snapshot and self._engine.dialect.name == "postgresql":
+                        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                    yield session
+                    if write:
+                        self._check_sqlite_file(session)
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("audit store unavailable: %s", type(exc).__name__)
+            raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from exc
+
+    def _check_sqlite_file(self, session: Session) -> None:
+        """Refuse to commit into a database file that was unlinked or replaced meanwhile."""
+        if self._sqlite_file is None:
+            return
+        expected = session.connection().info.get("audit_inode")
+        try:
+            st = os.stat(self._sqlite_file)
+        except OSError as exc:
+            session.connection().invalidate()
+            raise AuditUnavailable("audit database file is gone") from exc
+        if expected != (st.st_dev, st.st_ino):
+            session.connection().invalidate()
+            raise AuditUnavailable("audit database file was replaced")
+
+    def _append(
+        self,
+        session: Session,
+        entry: AuditEntry,
+        raw: bytes,
+        *,
+        detail: str | None = None,
+        disclosures: Sequence[Disclosure] = (),
+    ) -> int:
+        """Append one row at the chain head; the caller's transaction holds the chain lock."""
+        head = session.execute(
+            select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+        ).scalar_one()
+        row_id = head.last_id + 1
+        at = _utc(entry.at) if entry.at is not None else _now()
+        latency = None if entry.latency_ms is None else round(float(entry.latency_ms), 3)
+        agreement_id = _clip("agreement_id", entry.agreement_id)
+        user_id = _clip("user_id", entry.user_id)
+        msg = AuditMessage(
+            id=row_id,
+            at=at,
+            direction=str(Direction(entry.direction)),
+            operation=_clip("operation", entry.operation) or "",
+            message_id=_clip("message_id", entry.message_id),
+            correlation_id=_clip("correlation_id", entry.correlation_id),
+            agreement_id=agreement_id,
+            ori=_clip("ori", entry.ori),
+            user_id=user_id,
+            purpose=_clip("purpose", entry.purpose),
+            query_categories=_join("query_categories", entry.query_categories),
+            result_code=_clip("result_code", entry.result_code),
+            advisory_categories=_join("advisory_categories", entry.advisory_categories),
+            size_bytes=len(raw),
+            latency_ms=latency,
+            detail=detail,
+            key_id=self._sealer.key_id,
+            prev_hash=head.last_hash,
+        )
+        msg.disclosures = [
+            AuditDisclosure(
+                agreement_id=agreement_id,
+                user_id=user_id,
+                source_system=_clip("source_system", d.source_system) or "",
+                source_record_id=_clip("source_record_id", d.source_record_id) or "",
+                elements=",".join(dict.fromkeys(d.elements)),
+            )
+            for d in list(entry.disclosures) + list(disclosures)
+        ]
+        meta = chain.metadata_of(msg, _disclosure_triples(msg.disclosures))
+        msg.nonce, msg.ciphertext = self._sealer.seal(raw, meta)
+        msg.row_hash = chain.row_hash(meta, msg.nonce, msg.ciphertext, head.last_hash)
+        session.add(msg)
+        head.last_id = row_id
+        head.last_hash = msg.row_hash
+        session.flush()
+        return row_id
+
+    # --- writing --------------------------------------------------------------------------
+
+    def record(self, entry: AuditEntry, raw: bytes, disclosures: Sequence[Disclosure] = ()) -> int:
+        """Store one message (and, for an outbound response, what it disclosed); return its row id.
+
+        Raises `AuditUnavailable` if the row could not be committed: do not serve the exchange.
+        """
+        if Direction(entry.direction) not in (Direction.INBOUND, Direction.OUTBOUND):
+            raise ValueError("record() takes inbound/outbound messages; review/admin rows are written by the log")
+        with self._unit(write=True) as session:
+            return self._append(session, entry, bytes(raw), disclosures=disclosures)
+
+    def remember_once(self, key: str, expires: datetime) -> bool:
+        """True the first time `key` is seen (until it expires), False for a replay; cross-process.
+
+        Keys are stored as SHA-256 hashes: the cache never holds signature or token material.
+        """
+        key_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        now = _now()
+        expires = _utc(expires)
+        insert = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        with self._unit(write=True) as session:
+            session.execute(delete(AuditReplay).where(AuditReplay.key_hash == key_hash, AuditReplay.expires <= now))
+            result = session.execute(
+                insert(AuditReplay)
+                .values(key_hash=key_hash, expires=expires)
+                .on_conflict_do_nothing(index_elements=["key_hash"])
+            )
+            fresh = result.rowcount == 1  # type: ignore[attr-defined]
+            if self._replay_purge_due():
+                session.execute(delete(AuditReplay).where(AuditReplay.expires <= now))
+        return fresh
+
+    def _replay_purge_due(self) -> bool:
+        with self._replay_lock:
+            if time.monotonic() - self._replay_purged_at < _REPLAY_PURGE_EVERY_S:
+                return False
+            self._replay_purged_at = time.monotonic()
+            return True
+
+    def purge_replays(self, now: datetime | None = None) -> int:
+        """Delete expired replay keys (remember_once also does this about once a minute)."""
+        cutoff = _utc(now) if now is not None else _now()
+        with self._unit(write=True) as session:
+            return session.execute(delete(AuditReplay).where(AuditReplay.expires <= cutoff)).rowcount  # type: ignore[attr-defined]
+
+    # --- reading --------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """Health probe: the store answers and holds an audit chain. Never raises."""
+        try:
+            with self._unit(write=False) as session:
+                return session.execute(select(AuditChainHead.last_id).where(AuditChainHead.id == 1)).first() is not None
+        except AuditUnavailable:
+            return False
+
+    def search(self, filters: AuditFilter = AuditFilter()) -> list[AuditRow]:
+        """Metadata search; there is intentionally no way to search message content."""
+        q = select(AuditMessage).options(selectinload(AuditMessage.disclosures))
+        f = filters
+        if f.since is not None:
+            q = q.where(AuditMessage.at >= _utc(f.since))
+        if f.until is not None:
+            q = q.where(AuditMessage.at < _utc(f.until))
+        for column, value in (
+            (AuditMessage.agreement_id, f.agreement_id),
+            (AuditMessage.ori, f.ori),
+            (AuditMessage.user_id, f.user_id),
+            (AuditMessage.operation, f.operation),
+            (AuditMessage.direction, None if f.direction is None else str(Direction(f.direction))),
+            (AuditMessage.result_code, f.result_code),
+            (AuditMessage.correlation_id, f.correlation_id),
+            (AuditMessage.message_id, f.message_id),
+        ):
+            if value is not None:
+                q = q.where(column == value)
+        q = q.order_by(AuditMessage.id.desc() if f.newest_first else AuditMessage.id)
+        if f.limit is not None:
+            q = q.limit(f.limit)
+        with self._unit(write=False) as session:
+            return [_to_row(m) for m in session.execute(q).scalars().all()]
+
+    def show(self, row_id: int, reviewer: str, reason: str) -> bytes:
+        """Decrypt one stored message for a reviewer; the viewing is audited before it happens."""
+        reviewer, reason = (reviewer or "").strip(), (reason or "").strip()
+        if not reason:
+            raise ValueError("a reason is required to view a stored message")
+        if not reviewer:
+            raise ValueError("a reviewer name is required to view a stored message")
+        with self._unit(write=True) as session:
+            target = session.execute(
+                select(AuditMessage).options(selectinload(AuditMessage.disclosures)).where(AuditMessage.id == row_id)
+            ).scalar_one_or_none()
+            if target is None:
+                raise AuditNotFound(f"no audit row {row_id}")
+            meta = chain.metadata_of(target, _disclosure_triples(target.disclosures))
+            key_id, nonce, ciphertext = target.key_id, target.nonce, target.ciphertext
+            detail = json.dumps({"row_id": row_id, "reason": reason}, sort_keys=True)
+            self._append(
+                session,
+                AuditEntry(Direction.REVIEW, "audit.show", user_id=reviewer, correlation_id=target.correlation_id),
+                b"",
+                detail=detail,
+            )
+        return self._sealer.open(key_id, nonce, ciphertext, meta)
+
+    # --- retention ------------------------------------------------------------------------
+
+    def purge(self, before: datetime, operator: str) -> int:
+        """Destroy rows older than `before` (retention); return how many were deleted.
+
+        Only a prefix of the chain is ever removed (rows up to the first one at or after
+        `before`), and a checkpoint row recording the hash of the last purged row is
+        appended, so verify() can still anchor the earliest remaining row.
+        """
+        operator = (operator or "").strip()
+        if not operator:
+            raise ValueError("an operator name is required to purge the audit log")
+        before = _utc(before)
+        with self._unit(write=True) as session:
+            # Lock the chain first: nothing may be appended while the prefix is cut.
+            head = session.execute(
+                select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+            ).scalar_one()
+            first_kept = session.execute(
+                select(func.min(AuditMessage.id)).where(AuditMessage.at >= before)
+            ).scalar_one_or_none()
+            cut = (first_kept if first_kept is not None else head.last_id + 1) - 1  # last purged id
+            last_purged = session.execute(
+                select(AuditMessage.id, AuditMessage.row_hash)
+                .where(AuditMessage.id <= cut)
+                .order_by(AuditMessage.id.desc())
+                .limit(1)
+            ).first()
+            count = 0
+            detail: dict[str, object] = {"before": before.isoformat(), "purged": 0}
+            if last_purged is not None:
+                session.execute(delete(AuditDisclosure).where(AuditDisclosure.message_row_id <= cut))
+                count = session.execute(delete(AuditMessage).where(AuditMessage.id <= cut)).rowcount  # type: ignore[attr-defined]
+                detail.update(
+                    purged=count,
+                    through_id=last_purged.id,
+                    anchor_hash=last_purged.row_hash,
+                    # None: nothing older remains, the checkpoint itself is the first row.
+                    first_kept_id=first_kept,
+                )
+            self._append(
+                session,
+                AuditEntry(Direction.ADMIN, "audit.purge", user_id=operator),
+                b"",
+                detail=json.dumps(detail, sort_keys=True),
+            )
+        log.info("audit purge by %s: %d rows before %s", operator, count, before.isoformat())
+        return count
+
+    # --- integrity ------------------------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """Walk the whole chain in one snapshot: recompute every hash and check every link."""
+        with self._unit(write=False, snapshot=True) as session:
+            head = session.execute(select(AuditChainHead).where(AuditChainHead.id == 1)).scalar_one()
+            checkpoint = self._latest_checkpoint(session)
+            anchor_id: int | None = None
+            expected_prev = GENESIS_HASH
+            if checkpoint is not None:
+                cp_id, cp = checkpoint
+                anchor_id = cp.get("first_kept_id") or cp_id
+                expected_prev = str(cp.get("anchor_hash"))
+            checked = 0
+            prev_id: int | None = None
+            after = 0
+            while True:
+                batch = session.execute(
+                    select(AuditMessage)
+                    .options(selectinload(AuditMessage.disclosures))
+                    .where(AuditMessage.id > after)
+                    .order_by(AuditMessage.id)
+                    .limit(_VERIFY_BATCH)
+                ).scalars().all()
+                if not batch:
+                    break
+                for m in batch:
+                    if prev_id is None and anchor_id is not None and m.id != anchor_id:
+                        return self._broken(checked, m.id, f"first row should be {anchor_id} (purge checkpoint)", head)
+                    if m.prev_hash != expected_prev:
+                        what = "earlier row(s) missing, reordered or altered" if prev_id is not None else "chain start does not match its anchor"
+                        return self._broken(checked, m.id, f"prev_hash does not link to the previous row: {what}", head)
+                    meta = chain.metadata_of(m, _disclosure_triples(m.disclosures))
+                    if chain.row_hash(meta, m.nonce, m.ciphertext, m.prev_hash) != m.row_hash:
+                        return self._broken(checked, m.id, "row content does not match its hash (altered or moved)", head)
+                    expected_prev = m.row_hash
+                    prev_id = m.id
+                    checked += 1
+                session.expunge_all()
+                after = batch[-1].id
+            if (prev_id or 0) != head.last_id or (prev_id is not None and expected_prev != head.last_hash):
+                return self._broken(checked, (prev_id or 0) + 1, f"chain ends at row {prev_id}, head says {head.last_id}: tail removed or head altered", head)
+            return VerifyReport(True, checked, head_id=head.last_id, head_hash=head.last_hash, anchor_id=anchor_id)
+
+    @staticmethod
+    def _broken(checked: int, row_id: int, problem: str, head: AuditChainHead) -> VerifyReport:
+        return VerifyReport(False, checked, row_id, problem, head.last_id, head.last_hash)
+
+    @staticmethod
+    def _latest_checkpoint(session: Session) -> tuple[int, dict[str, object]] | None:
+        """The newest purge that removed rows; it vouches for the first remaining row."""
+        rows = session.execute(
+            select(AuditMessage.id, AuditMessage.detail)
+            .where(AuditMessage.direction == str(Direction.ADMIN), AuditMessage.operation == "audit.purge")
+            .order_by(AuditMessage.id.desc())
+        )
+        for row_id, detail in rows:
+            try:
+                doc = json.loads(detail or "{}")
+            except ValueError:
+                continue  # its own hash check will flag it
+            if doc.get("purged"):
+                return row_id, doc
+        return None
+
+    # --- weekly review --------------------------------------------------------------------
+
+    def weekly_report(
+        self, iso_week: str, out_dir: Path, *, reviewer: str = "system", verify: bool = True
+    ) -> tuple[Path, Path]:
+        """Write the weekly review (HTML with inline SVG, and CSV) for an ISO week, e.g. 2025-W03."""
+        from .report import week_bounds, write_weekly_report
+
+        start, end = week_bounds(iso_week)
+        prev_start = start - (end - start)
+        this_week = self.search(AuditFilter(since=start, until=end, limit=None))
+        last_week = self.search(AuditFilter(since=prev_start, until=start, limit=None))
+        report = self.verify() if verify else None
+        html_path, csv_path = write_weekly_report(iso_week, Path(out_dir), this_week, last_week, report)
+        with self._unit(write=True) as session:
+            self._append(
+                session,
+                AuditEntry(Direction.REVIEW, "audit.report", user_id=reviewer),
+                b"",
+                detail=json.dumps({"week": iso_week, "rows": len(this_week)}, sort_keys=True),
+            )
+        return html_path, csv_path

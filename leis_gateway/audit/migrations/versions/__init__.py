@@ -1,0 +1,1 @@
+"""Migration scripts (a package so that they install with leis_gateway)."""

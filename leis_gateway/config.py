@@ -1,0 +1,79 @@
+"""Settings: where the state lives and how the gateway serves, from the environment.
+
+Everything generated lives under `$LEIS_HOME` (default `./var`). Every setting has an
+environment variable so a container or a test can point the gateway anywhere.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SR_PATH = "/lexs/sr/3.1"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8443
+    public_url: str | None = None  # the address written into the WSDL's soap:address
+    registry_path: Path = PROJECT_ROOT / "fixtures" / "agreements.json"
+    audit_url: str | None = None  # default: SQLite in $LEIS_HOME
+    max_body_bytes: int = 1_000_000
+    default_timeout_seconds: float = 5.0
+    max_timeout_seconds: float = 20.0
+    item_ttl_seconds: int = 24 * 3600  # how long a search's item and attachment ids stay usable
+    server_threads: int = 16
+    demo_people: int = 3000
+    schema_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "xsd")
+    wsdl_path: Path = field(default_factory=lambda: PROJECT_ROOT / "wsdl" / "lexs-sr.wsdl")
+
+    # --- derived locations -----------------------------------------------------------------
+    @property
+    def pki_dir(self) -> Path:
+        return self.home / "pki"
+
+    @property
+    def sources_dir(self) -> Path:
+        return self.home / "sources"
+
+    @property
+    def audit_database_url(self) -> str:
+        return self.audit_url or f"sqlite:///{(self.home / 'audit.db').resolve()}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.home / "audit.key"
+
+    @property
+    def token_key_path(self) -> Path:
+        return self.home / "token.key"
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.public_url or f"https://{self.host}:{self.port}{SR_PATH}"
+
+    def with_(self, **changes: object) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            home=Path(env.get("LEIS_HOME", str(defaults.home))),
+            host=env.get("LEIS_HOST", defaults.host),
+            port=int(env.get("LEIS_PORT", defaults.port)),
+            public_url=env.get("LEIS_PUBLIC_URL") or None,
+            registry_path=Path(env.get("LEIS_REGISTRY", str(defaults.registry_path))),
+            audit_url=env.get("LEIS_AUDIT_URL") or None,
+            max_body_bytes=int(env.get("LEIS_MAX_BODY_BYTES", defaults.max_body_bytes)),
+            default_timeout_seconds=float(
+                env.get("LEIS_DEFAULT_TIMEOUT", defaults.default_timeout_seconds)
+            ),
+            max_timeout_seconds=float(env.get("LEIS_MAX_TIMEOUT", defaults.max_timeout_seconds)),
+            server_threads=int(env.get("LEIS_THREADS", defaults.server_threads)),
+            demo_people=int(env.get("LEIS_DEMO_PEOPLE", defaults.demo_people)),
+        )

@@ -1,0 +1,212 @@
+"""The guard: WSGI middleware that decides whether a message may reach the SOAP layer at all.
+
+In order: method and path, size limit, content type, hardened parse and SOAP shape, caller
+identity from the client certificate, then the exchange hooks (audit, signatures) around the
+inner application. Every refusal is a SOAP fault with a stable code; nothing the client sent
+is logged.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+from ..soap import faults
+from ..soap.faults import SoapFault, fault_envelope
+from .xmlsafety import InboundEnvelope, parse_envelope
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is on the other end of the connection, as the client certificate says."""
+
+    agreement_id: str
+    certificate_fingerprint: str
+
+
+@dataclass
+class Exchange:
+    """One request/response pair travelling through the guard (mutable: filled as it goes)."""
+
+    correlation_id: str
+    received_at: float
+    raw_request: bytes
+    caller: Caller | None = None
+    envelope: InboundEnvelope | None = None
+    operation: str | None = None
+    notes: dict[str, object] = field(default_factory=dict)  # facts for the audit, never values
+
+
+class ExchangeHooks(Protocol):
+    """Edge steps around the inner application: verify and audit inbound, sign and audit out.
+
+    `inbound` may raise `SoapFault` to refuse; `outbound` returns the bytes to send.
+    """
+
+    def inbound(self, exchange: Exchange) -> None: ...
+
+    def outbound(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes: ...
+
+
+class NoHooks:
+    def inbound(self, exchange: Exchange) -> None:
+        return None
+
+    def outbound(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes:
+        return body
+
+
+ENVIRON_EXCHANGE = "leis.exchange"
+
+
+class Guard:
+    def __init__(
+        self,
+        inner: WsgiApp,
+        *,
+        path: str,
+        operations: frozenset[str],
+        max_body_bytes: int,
+        identify: Callable[[dict], Caller | SoapFault],
+        hooks: ExchangeHooks | None = None,
+        get_handler: Callable[[dict], tuple[str, list[tuple[str, str]], bytes] | None] = lambda e: None,
+    ) -> None:
+        self.inner = inner
+        self.path = path.rstrip("/")
+        self.operations = operations
+        self.max_body_bytes = max_body_bytes
+        self.identify = identify
+        self.hooks = hooks or NoHooks()
+        self.get_handler = get_handler
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").rstrip("/") != self.path:
+            other = self.get_handler(environ)
+            if other is not None:
+                status, headers, body = other
+                start_response(status, headers)
+                return [body]
+            return _plain(start_response, "404 Not Found", b"not found\n")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method in ("GET", "HEAD"):
+            served = self.get_handler(environ)
+            if served is not None:
+                status, headers, body = served
+                start_response(status, headers)
+                return [b"" if method == "HEAD" else body]
+            return self._fault(start_response, faults.NOT_POST, None)
+        if method != "POST":
+            return self._fault(start_response, faults.NOT_POST, None)
+
+        exchange = Exchange(
+            correlation_id=environ.get("HTTP_X_CORRELATION_ID", "")[:64] or uuid.uuid4().hex,
+            received_at=time.monotonic(),
+            raw_request=b"",
+        )
+        try:
+            exchange.raw_request = self._read_body(environ)
+            self._check_content_type(environ)
+            identity = self.identify(environ)
+            if isinstance(identity, SoapFault):
+                raise identity
+            exchange.caller = identity
+            exchange.envelope = parse_envelope(exchange.raw_request)
+            exchange.operation = exchange.envelope.operation_element
+            if exchange.envelope.request.tag not in self.operations:
+                exchange.operation = None
+                raise faults.UNKNOWN_OPERATION
+            self.hooks.inbound(exchange)
+        except SoapFault as fault:
+            return self._fault(start_response, fault, exchange)
+
+        environ = dict(environ)
+        environ["wsgi.input"] = io.BytesIO(exchange.raw_request)
+        environ["CONTENT_LENGTH"] = str(len(exchange.raw_request))
+        environ[ENVIRON_EXCHANGE] = exchange
+        captured: dict[str, object] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        try:
+            body = b"".join(self.inner(environ, capture))
+        except Exception:
+            log.exception("inner application failed (correlation %s)", exchange.correlation_id)
+            return self._fault(start_response, faults.INTERNAL, exchange)
+        status = str(captured.get("status", "500 Internal Server Error"))
+        is_fault = not status.startswith("200")
+        try:
+            body = self.hooks.outbound(exchange, body, is_fault)
+        except SoapFault as fault:
+            return self._fault(start_response, fault, None)
+        start_response(
+            status,
+            [
+                ("Content-Type", "text/xml; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("X-Correlation-ID", exchange.correlation_id),
+            ],
+        )
+        return [body]
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _read_body(self, environ: dict) -> bytes:
+        try:
+            declared = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise faults.NOT_XML from None
+        if declared > self.max_body_bytes:
+            raise faults.TOO_LARGE
+        stream = environ["wsgi.input"]
+        data = stream.read(min(declared, self.max_body_bytes + 1) if declared else self.max_body_bytes + 1)
+        if len(data) > self.max_body_bytes:
+            raise faults.TOO_LARGE
+        if not data:
+            raise faults.EMPTY
+        return data
+
+    @staticmethod
+    def _check_content_type(environ: dict) -> None:
+        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if content_type == "application/soap+xml":
+            raise faults.SOAP12
+        if content_type not in ("text/xml", "application/xml"):
+            raise faults.BAD_CONTENT_TYPE
+
+    def _fault(self, start_response: Callable, fault: SoapFault, exchange: Exchange | None):
+        log.info("refused: %s", fault.code)
+        body = fault_envelope(fault)
+        if exchange is not None:
+            exchange.notes["fault"] = fault.code
+            try:
+                body = self.hooks.outbound(exchange, body, True)
+            except SoapFault as outer:
+                body, fault = fault_envelope(outer), outer
+        headers = [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))]
+        if exchange is not None:
+            headers.append(("X-Correlation-ID", exchange.correlation_id))
+        if fault is faults.TOO_LARGE:
+            headers.append(("Connection", "close"))  # the unread rest of the body is abandoned
+        start_response(_status_line(fault.http_status), headers)
+        return [body]
+
+
+def _status_line(code: int) -> str:
+    return {
+        405: "405 Method Not Allowed",
+        413: "413 Payload Too Large",
+        503: "503 Service Unavailable",
+    }.get(code, "500 Internal Server Error")
+
+
+def _plain(start_response: Callable, status: str, body: bytes) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

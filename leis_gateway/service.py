@@ -1,0 +1,243 @@
+"""The business core of the LEIS Service: policy, then sources in parallel, then release.
+
+No XML here: requests arrive as `domain` objects from `lexs.parse`, and decisions leave as
+`domain` outcomes for `lexs.build`. Every refusal happens before any source is asked.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .domain import (
+    Advisory,
+    AdvisoryCategory,
+    Agreement,
+    AttachmentRequest,
+    DataItemRequest,
+    Photo,
+    Purpose,
+    ReleasedRecord,
+    ResultCode,
+    SearchOutcome,
+    SourceSystem,
+    StructuredSearchRequest,
+    TextSearchRequest,
+    UserAssertion,
+)
+from .federation import Federation
+from .policy import rules
+from .policy.agreements import AgreementRegistry
+from .release.release import Disclosure, release, release_single
+from .release.tokens import ItemTokens
+from .sources.base import PrimeHub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuditFacts:
+    """What the audit log records about a decision: metadata, never queried values."""
+
+    user_id: str | None = None
+    purpose: str | None = None
+    query_categories: tuple[str, ...] = ()
+    disclosures: tuple[Disclosure, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refusal:
+    advisory: Advisory
+    facts: AuditFacts = field(default_factory=AuditFacts)
+
+
+@dataclass(frozen=True)
+class DataItemOutcome:
+    result_code: ResultCode
+    record: ReleasedRecord | None = None
+    advisories: tuple[Advisory, ...] = ()
+
+
+@dataclass(frozen=True)
+class AttachmentOutcome:
+    result_code: ResultCode
+    attachments: tuple[tuple[str, Photo], ...] = ()  # (attachment URI, photo)
+    advisories: tuple[Advisory, ...] = ()
+
+
+class SearchRetrieveService:
+    """One instance per process; safe to call from many server threads at once."""
+
+    def __init__(
+        self,
+        *,
+        registry: AgreementRegistry,
+        hub: PrimeHub,
+        federation: Federation,
+        tokens: ItemTokens,
+        default_timeout_seconds: float,
+        max_timeout_seconds: float,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ) -> None:
+        self.registry = registry
+        self.hub = hub
+        self.federation = federation
+        self.tokens = tokens
+        self.default_timeout_seconds = default_timeout_seconds
+        self.max_timeout_seconds = max_timeout_seconds
+        self.clock = clock
+
+    # --- admission: agreement and purpose, shared by every user operation ------------------
+    def admit(self, agreement_id: str, user: UserAssertion) -> tuple[Agreement, Purpose] | Refusal:
+        agreement = self.registry.get(agreement_id)
+        facts = AuditFacts(user_id=user.user_id)
+        problem = rules.check_agreement(agreement, self.clock().date())
+        if problem is not None or agreement is None:
+            return Refusal(problem or _unknown_agreement(), facts)
+        purpose = rules.check_purpose(user, agreement)
+        if isinstance(purpose, Advisory):
+            return Refusal(purpose, facts)
+        return agreement, purpose
+
+    # --- operations --------------------------------------------------------------------------
+    def structured_search(
+        self, agreement_id: str, request: StructuredSearchRequest
+    ) -> tuple[SearchOutcome, AuditFacts]:
+        admitted = self.admit(agreement_id, request.user)
+        if isinstance(admitted, Refusal):
+            return _refused_search(admitted.advisory, request.max_items), admitted.facts
+        agreement, purpose = admitted
+        facts = AuditFacts(user_id=request.user.user_id, purpose=purpose.value)
+        query = rules.authorise_query(request)
+        if isinstance(query, Advisory):
+            return _refused_search(query, request.max_items), facts
+        categories = rules.query_categories(query)
+        facts = AuditFacts(facts.user_id, facts.purpose, categories)
+
+        deadline = min(
+            request.timeout_seconds or self.default_timeout_seconds, self.max_timeout_seconds
+        )
+        limit = query.max_items + 1  # one more than asked tells whether the limit was hit
+        fanned = self.federation.fan_out(
+            [(a.system.value, _bind(a.search, query, limit)) for a in self.hub.adapters],
+            deadline,
+        )
+        found = [record for _, records in fanned.results for record in records]
+        released = release(
+            found, query, agreement, self.registry.profile(agreement), self.tokens, self.clock()
+        )
+        ranked = sorted(released.records, key=lambda r: -r.score)
+        kept = tuple(ranked[: query.max_items])
+        kept_keys = {r.item_id for r in kept}
+        disclosures = tuple(d for d in released.disclosures if d.item_id in kept_keys)
+        if fanned.all_failed:
+            code = ResultCode.ERROR
+        elif fanned.advisories:
+            code = ResultCode.WARNING
+        else:
+            code = ResultCode.SUCCESS
+        outcome = SearchOutcome(
+            result_code=code,
+            records=kept,
+            advisories=fanned.advisories,
+            matches_found=len(kept),
+            server_limit_hit=len(ranked) > query.max_items,
+            max_items_requested=request.max_items,
+        )
+        return outcome, AuditFacts(facts.user_id, facts.purpose, categories, disclosures)
+
+    def text_search(self, agreement_id: str, request: TextSearchRequest) -> tuple[SearchOutcome, AuditFacts]:
+        advisory = Advisory(
+            AdvisoryCategory.UNSTRUCTURED_SEARCH_NOT_SUPPORTED,
+            "This service supports structured search only (doStructuredSearch).",
+        )
+        return _refused_search(advisory, request.max_items), AuditFacts(user_id=request.user.user_id)
+
+    def data_item(self, agreement_id: str, request: DataItemRequest) -> tuple[DataItemOutcome, AuditFacts]:
+        admitted = self.admit(agreement_id, request.user)
+        if isinstance(admitted, Refusal):
+            return DataItemOutcome(ResultCode.ERROR, advisories=(admitted.advisory,)), admitted.facts
+        agreement, purpose = admitted
+        facts = AuditFacts(user_id=request.user.user_id, purpose=purpose.value)
+        ref = self.tokens.open(request.item_id, agreement.id, self.clock())
+        adapter = self._adapter(ref.source) if ref is not None and ref.kind == "item" else None
+        if ref is None or adapter is None:
+            return DataItemOutcome(ResultCode.ERROR, advisories=(_unknown_item(),)), facts
+        fanned = self.federation.fan_out(
+            [(adapter.system.value, _bind(adapter.fetch, ref.record_id))],
+            self.default_timeout_seconds,
+        )
+        if fanned.all_failed:
+            return DataItemOutcome(ResultCode.ERROR, advisories=fanned.advisories), facts
+        record = fanned.results[0][1]
+        released = (
+            release_single(
+                record, ref.query, agreement, self.registry.profile(agreement), self.tokens, self.clock()
+            )
+            if record is not None
+            else None
+        )
+        if released is None:
+            return DataItemOutcome(ResultCode.ERROR, advisories=(_unknown_item(),)), facts
+        item, disclosures = released
+        return DataItemOutcome(ResultCode.SUCCESS, record=item), AuditFacts(
+            facts.user_id, facts.purpose, (), tuple(disclosures)
+        )
+
+    def attachment(
+        self, agreement_id: str, request: AttachmentRequest
+    ) -> tuple[AttachmentOutcome, AuditFacts]:
+        admitted = self.admit(agreement_id, request.user)
+        if isinstance(admitted, Refusal):
+            return AttachmentOutcome(ResultCode.ERROR, advisories=(admitted.advisory,)), admitted.facts
+        agreement, purpose = admitted
+        facts = AuditFacts(user_id=request.user.user_id, purpose=purpose.value)
+        found: list[tuple[str, Photo]] = []
+        advisories: list[Advisory] = []
+        disclosures: list[Disclosure] = []
+        for uri in request.uris:
+            ref = self.tokens.open_attachment_uri(uri, agreement.id, self.clock())
+            photo = self.hub.photos.photo(ref.record_id) if ref is not None else None
+            if photo is None:
+                advisories.append(_unknown_item())
+                continue
+            found.append((uri, photo))
+            disclosures.append(Disclosure.for_attachment(ref, agreement.id, facts.user_id))
+        code = ResultCode.SUCCESS if not advisories else (
+            ResultCode.WARNING if found else ResultCode.ERROR
+        )
+        return AttachmentOutcome(code, tuple(found), tuple(advisories)), AuditFacts(
+            facts.user_id, facts.purpose, (), tuple(disclosures)
+        )
+
+    def available(self) -> bool:
+        fanned = self.federation.fan_out(
+            [(a.system.value, a.ping) for a in self.hub.adapters], self.default_timeout_seconds
+        )
+        return not fanned.advisories
+
+    def data_owners(self) -> tuple[tuple[str, SourceSystem], ...]:
+        return tuple((a.owner, a.system) for a in self.hub.adapters)
+
+    def _adapter(self, source: str):
+        return next((a for a in self.hub.adapters if a.system.value == source), None)
+
+
+def _bind(function, *args):
+    return lambda: function(*args)
+
+
+def _refused_search(advisory: Advisory, max_items: int) -> SearchOutcome:
+    return SearchOutcome(ResultCode.ERROR, advisories=(advisory,), max_items_requested=max_items)
+
+
+def _unknown_agreement() -> Advisory:
+    return Advisory(AdvisoryCategory.BUSINESS_RULE_NOT_MET, "No agreement is registered for this caller.")
+
+
+def _unknown_item() -> Advisory:
+    return Advisory(
+        AdvisoryCategory.BUSINESS_RULE_NOT_MET,
+        "The requested item is unknown, expired, or was not released to this agreement.",
+    )

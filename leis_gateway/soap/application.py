@@ -1,0 +1,72 @@
+"""The spyne application: the LEXS 3.1 SR operations, SOAP 1.1 document/literal.
+
+spyne cannot describe an external-XSD body, so each operation takes and returns bare `AnyXml`
+under the exact wrapper element names of the SR schema; the body is validated and turned
+into domain objects by the `OperationHandler` (see `endpoint.py`), not by spyne.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from lxml import etree
+from spyne import AnyXml, Application, ServiceBase, rpc
+from spyne.protocol.soap import Soap11
+from spyne.server.wsgi import WsgiApplication
+
+from ..guard.middleware import ENVIRON_EXCHANGE, Exchange
+
+SR_NS = "http://usdoj.gov/leisp/lexs/searchretrieve/3.1"
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    request_wrapper: str
+    response_wrapper: str
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("doStructuredSearch", "doStructuredSearchRequest", "doSearchResponse"),
+    Operation("doTextSearch", "doTextSearchRequest", "doSearchResponse"),
+    Operation("getDataItem", "getDataItemRequest", "getDataItemResponse"),
+    Operation("getAttachment", "getAttachmentRequest", "getAttachmentResponse"),
+    Operation("getCapabilities", "getCapabilitiesRequest", "getCapabilitiesResponse"),
+    Operation("getDataOwners", "getDataOwnersRequest", "getDataOwnersResponse"),
+    Operation("getAvailability", "getAvailabilityRequest", "getAvailabilityResponse"),
+)
+OPERATION_BY_WRAPPER = {op.request_wrapper: op for op in OPERATIONS}
+REQUEST_TAGS = frozenset(f"{{{SR_NS}}}{op.request_wrapper}" for op in OPERATIONS)
+
+# (operation, the request wrapper element, the exchange) -> the LEXS response message
+OperationHandler = Callable[[Operation, etree._Element, Exchange], etree._Element]
+
+
+def _service(handler: OperationHandler) -> type[ServiceBase]:
+    def method(operation: Operation):
+        def call(ctx, message):
+            return handler(operation, ctx.in_body_doc, ctx.transport.req_env[ENVIRON_EXCHANGE])
+
+        call.__name__ = operation.name
+        return rpc(
+            AnyXml,
+            _returns=AnyXml,
+            _body_style="bare",
+            _operation_name=operation.name,
+            _in_message_name=operation.request_wrapper,
+            _out_message_name=operation.response_wrapper,
+        )(call)
+
+    members = {op.name: method(op) for op in OPERATIONS}
+    return type("LexsSearchRetrieveService", (ServiceBase,), members)
+
+
+def soap_application(handler: OperationHandler) -> WsgiApplication:
+    application = Application(
+        [_service(handler)],
+        tns=SR_NS,
+        name="LEXSSearchRetrieveService",
+        in_protocol=Soap11(validator=None),
+        out_protocol=Soap11(),
+    )
+    return WsgiApplication(application)

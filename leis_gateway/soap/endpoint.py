@@ -1,0 +1,77 @@
+"""XML to domain and back for each SR operation: validate, parse, ask the core, build.
+
+The request body is validated against the gateway's own schemas before anything reads it;
+an invalid one gets the operation's own response with ResultCode Error and an InvalidRequest
+advisory naming the element and line.
+"""
+from __future__ import annotations
+
+import logging
+
+from lxml import etree
+
+from ..domain import (
+    Advisory,
+    AdvisoryCategory,
+    AttachmentRequest,
+    DataItemRequest,
+    MessageHeader,
+    ServiceProviderRequest,
+    ServiceQuestion,
+    StructuredSearchRequest,
+    TextSearchRequest,
+)
+from ..guard.middleware import Exchange
+from ..lexs import build, parse, schema
+from ..service import AuditFacts, SearchRetrieveService
+from .application import Operation
+
+log = logging.getLogger(__name__)
+
+
+class LexsEndpoint:
+    def __init__(self, service: SearchRetrieveService, identity: build.GatewayIdentity) -> None:
+        self.service = service
+        self.identity = identity
+
+    def __call__(self, operation: Operation, wrapper: etree._Element, exchange: Exchange) -> etree._Element:
+        errors = schema.validate_message(wrapper)
+        if errors:
+            first = errors[0]
+            exchange.notes["result"] = "InvalidRequest"
+            advisory = Advisory(
+                AdvisoryCategory.INVALID_REQUEST,
+                f"Line {first.line}: {first.element}: {first.message}"[:500],
+            )
+            return build.error_response(operation.name, (advisory,), parse.lenient_header(wrapper), self.identity)
+        message = wrapper[0] if len(wrapper) else wrapper
+        try:
+            request = parse.parse_request(operation.name, message)
+        except parse.LexsParseError as exc:
+            advisory = Advisory(AdvisoryCategory.INVALID_REQUEST, str(exc)[:500])
+            return build.error_response(operation.name, (advisory,), parse.lenient_header(wrapper), self.identity)
+        agreement_id = exchange.caller.agreement_id if exchange.caller else ""
+        response, facts = self._dispatch(agreement_id, request)
+        exchange.notes["facts"] = facts
+        return response
+
+    def _dispatch(self, agreement_id: str, request) -> tuple[etree._Element, AuditFacts]:
+        header: MessageHeader = request.header
+        if isinstance(request, StructuredSearchRequest):
+            outcome, facts = self.service.structured_search(agreement_id, request)
+            return build.search_response(outcome, header, self.identity), facts
+        if isinstance(request, TextSearchRequest):
+            outcome, facts = self.service.text_search(agreement_id, request)
+            return build.search_response(outcome, header, self.identity), facts
+        if isinstance(request, DataItemRequest):
+            item, facts = self.service.data_item(agreement_id, request)
+            return build.data_item_response(item, header, self.identity), facts
+        if isinstance(request, AttachmentRequest):
+            attachments, facts = self.service.attachment(agreement_id, request)
+            return build.attachment_response(attachments, header, self.identity), facts
+        assert isinstance(request, ServiceProviderRequest)
+        if request.question is ServiceQuestion.CAPABILITIES:
+            return build.capabilities_response(header, self.identity), AuditFacts()
+        if request.question is ServiceQuestion.DATA_OWNERS:
+            return build.data_owners_response(self.service.data_owners(), header, self.identity), AuditFacts()
+        return build.availability_response(self.service.available(), header, self.identity), AuditFacts()
