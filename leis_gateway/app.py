@@ -30,6 +30,11 @@ from .sources.base import PrimeHub, open_hub
 
 log = logging.getLogger(__name__)
 
+# spyne logs whole messages (personal data) at DEBUG and on invalid input: never let it.
+for _noisy in ("spyne", "zeep"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+logging.getLogger("spyne.protocol.soap.soap11.invalid").disabled = True
+
 DHS = build.GatewayIdentity()
 
 

@@ -42,24 +42,32 @@ class Exchange:
     envelope: InboundEnvelope | None = None
     operation: str | None = None
     notes: dict[str, object] = field(default_factory=dict)  # facts for the audit, never values
+    received: bool = False  # the inbound message has been handed to `hooks.received`
 
 
 class ExchangeHooks(Protocol):
-    """Edge steps around the inner application: verify and audit inbound, sign and audit out.
+    """Edge steps around the inner application, in the order the guard calls them.
 
-    `inbound` may raise `SoapFault` to refuse; `outbound` returns the bytes to send.
+    `received`: the raw message was read (audit it: fail closed); `admit`: the envelope parsed and
+    the caller is known (verify the signature, refuse replays); `respond`: returns the bytes to
+    send (sign them, audit them: fail closed). Each may raise `SoapFault` to refuse.
     """
 
-    def inbound(self, exchange: Exchange) -> None: ...
+    def received(self, exchange: Exchange) -> None: ...
 
-    def outbound(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes: ...
+    def admit(self, exchange: Exchange) -> None: ...
+
+    def respond(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes: ...
 
 
 class NoHooks:
-    def inbound(self, exchange: Exchange) -> None:
+    def received(self, exchange: Exchange) -> None:
         return None
 
-    def outbound(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes:
+    def admit(self, exchange: Exchange) -> None:
+        return None
+
+    def respond(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes:
         return body
 
 
@@ -112,17 +120,22 @@ class Guard:
         )
         try:
             exchange.raw_request = self._read_body(environ)
-            self._check_content_type(environ)
             identity = self.identify(environ)
-            if isinstance(identity, SoapFault):
-                raise identity
-            exchange.caller = identity
-            exchange.envelope = parse_envelope(exchange.raw_request)
-            exchange.operation = exchange.envelope.operation_element
+            exchange.caller = identity if isinstance(identity, Caller) else None
+            refusal: SoapFault | None = identity if isinstance(identity, SoapFault) else None
+            try:
+                self._check_content_type(environ)
+                exchange.envelope = parse_envelope(exchange.raw_request)
+                exchange.operation = exchange.envelope.operation_element
+            except SoapFault as fault:
+                refusal = refusal or fault
+            exchange.received = True
+            self.hooks.received(exchange)  # every message that arrives is audited, refused or not
+            if refusal is not None:
+                raise refusal
             if exchange.envelope.request.tag not in self.operations:
-                exchange.operation = None
                 raise faults.UNKNOWN_OPERATION
-            self.hooks.inbound(exchange)
+            self.hooks.admit(exchange)
         except SoapFault as fault:
             return self._fault(start_response, fault, exchange)
 
@@ -138,13 +151,13 @@ class Guard:
 
         try:
             body = b"".join(self.inner(environ, capture))
-        except Exception:
-            log.exception("inner application failed (correlation %s)", exchange.correlation_id)
+        except Exception as exc:  # the type only: a message could quote the request
+            log.error("inner application failed: %s (correlation %s)", type(exc).__name__, exchange.correlation_id)
             return self._fault(start_response, faults.INTERNAL, exchange)
         status = str(captured.get("status", "500 Internal Server Error"))
         is_fault = not status.startswith("200")
         try:
-            body = self.hooks.outbound(exchange, body, is_fault)
+            body = self.hooks.respond(exchange, body, is_fault)
         except SoapFault as fault:
             return self._fault(start_response, fault, None)
         start_response(
@@ -187,7 +200,10 @@ class Guard:
         if exchange is not None:
             exchange.notes["fault"] = fault.code
             try:
-                body = self.hooks.outbound(exchange, body, True)
+                if not exchange.received:  # refused while reading: still audit what arrived
+                    exchange.received = True
+                    self.hooks.received(exchange)
+                body = self.hooks.respond(exchange, body, True)
             except SoapFault as outer:
                 body, fault = fault_envelope(outer), outer
         headers = [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))]

@@ -291,7 +291,6 @@ DIGEST_QUERY_PATHS: dict[tuple[str, ...], QueryField] = {
     _PERSON + ("PersonAugmentation", "DriverLicense", "DriverLicenseIdentification",
                "IdentificationID"): QueryField.DRIVER_LICENSE,
     _ADDRESS + ("AddressFullText",): QueryField.FULL_ADDRESS,
-    _STRUCTURED + ("LocationStreet", "StreetFullText"): QueryField.FULL_ADDRESS,
     _STRUCTURED + ("LocationStreet", "StreetNumberText"): QueryField.STREET_NUMBER,
     _STRUCTURED + ("LocationStreet", "StreetName"): QueryField.STREET_NAME,
     _STRUCTURED + ("AddressSecondaryUnitText",): QueryField.SECONDARY_UNIT,

@@ -34,12 +34,22 @@ ATTACHMENT_CONTENT = "attachment.photo"  # the disclosure name of a getAttachmen
 
 @dataclass(frozen=True)
 class Disclosure:
-    """What one agreement received of one source record (the audit's disclosure record)."""
+    """What one agreement received of one source record (the audit's disclosure record).
+
+    `record_id` is the source's own id: for the audit only, it never leaves the gateway.
+    """
 
     agreement_id: str
     source: str
     record_id: str
     elements: tuple[str, ...]
+    item_id: str | None = None  # the opaque id the agreement received for this record
+    user_id: str | None = None
+
+    @classmethod
+    def for_attachment(cls, ref: Ref, agreement_id: str, user_id: str | None = None) -> "Disclosure":
+        """A getAttachment answer: the photo of the record named by an opened attachment token."""
+        return cls(agreement_id, ref.source, ref.record_id, (ATTACHMENT_CONTENT,), None, user_id)
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,7 @@ def release(
     records: Sequence[SourceRecord],
     query: Query,
     agreement: Agreement,
-    profile: ReleaseProfile,
+    profile: ReleaseProfile | None,
     tokens: ItemTokens,
     now: datetime,
 ) -> ReleaseResult:
@@ -95,7 +105,7 @@ def release_single(
     record: SourceRecord,
     ref: Ref,
     agreement: Agreement,
-    profile: ReleaseProfile,
+    profile: ReleaseProfile | None,
     tokens: ItemTokens,
     now: datetime,
 ) -> ReleaseResult:
@@ -119,7 +129,7 @@ def release_single(
 
 
 def authorise_attachment(
-    ref: Ref, record: SourceRecord, agreement: Agreement, profile: ReleaseProfile, now: datetime
+    ref: Ref, record: SourceRecord, agreement: Agreement, profile: ReleaseProfile | None, now: datetime
 ) -> Disclosure | None:
     """getAttachment: may the photo named by `ref` go to `agreement` now?
 
@@ -133,20 +143,21 @@ def authorise_attachment(
         or (str(record.source), record.record_id) != (ref.source, ref.record_id)
         or record.photo_id != ref.photo_id
         or now >= ref.expires_at
-        or ATTACHMENT_ELEMENT not in profile.elements
         or not _may_receive(agreement, profile, now)
+        or profile is None  # (for the type checker: _may_receive refused it already)
+        or ATTACHMENT_ELEMENT not in profile.elements
         or not record_releasable(record, profile)
     ):
         return None
-    return Disclosure(agreement.id, str(record.source), record.record_id, (ATTACHMENT_CONTENT,))
+    return Disclosure.for_attachment(ref, agreement.id)
 
 
 # --- internals ----------------------------------------------------------------------------
 
 
-def _may_receive(agreement: Agreement, profile: ReleaseProfile, now: datetime) -> bool:
+def _may_receive(agreement: Agreement, profile: ReleaseProfile | None, now: datetime) -> bool:
     """Defence in depth: policy refuses earlier, but release never trusts that it did."""
-    if agreement.release_profile != profile.name:
+    if profile is None or agreement.release_profile != profile.name:
         log.error("release profile mismatch for agreement %s: refusing to release", agreement.id)
         return False
     return check_agreement(agreement, now.date()) is None
@@ -220,4 +231,4 @@ def _release_one(
         score=min(max(int(record.score), 0), 100),
         disclosed_elements=elements,
     )
-    return released, Disclosure(agreement.id, str(record.source), record.record_id, elements)
+    return released, Disclosure(agreement.id, str(record.source), record.record_id, elements, item_id)

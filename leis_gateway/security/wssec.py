@@ -270,6 +270,7 @@ def verify_envelope(envelope: bytes | etree._Element, *, expected_certs: Collect
     if len(root.findall(f".//{_q(SOAP11_NS, 'Body')}")) != 1:
         raise WsSecurityError(ErrorCode.MALFORMED, "a soap:Body element elsewhere in the envelope")
     body = bodies[0]
+    _refuse_comments_and_pis(body)
     securities = [c for c in _elements(headers[0]) if c.tag == _q(WSSE_NS, "Security")] if headers else []
     if not securities:
         raise WsSecurityError(ErrorCode.NO_SIGNATURE, "no wsse:Security header")
@@ -345,6 +346,8 @@ def verify_envelope(envelope: bytes | etree._Element, *, expected_certs: Collect
             signer.not_valid_before_utc - config.max_clock_skew <= now
             <= signer.not_valid_after_utc + config.max_clock_skew):
         raise WsSecurityError(ErrorCode.WRONG_SIGNER, "signer certificate is outside its validity period")
+    if timestamp is not None:
+        _refuse_comments_and_pis(timestamp)
     created, expires = _timestamp_times(timestamp) if timestamp is not None else (now, None)
     skew = config.max_clock_skew
     if created > now + skew:
@@ -386,6 +389,13 @@ def _elements(node: etree._Element) -> list[etree._Element]:
 
 def _children(node: etree._Element, ns: str, local: str) -> list[etree._Element]:
     return [c for c in _elements(node) if c.tag == _q(ns, local)]
+
+
+def _refuse_comments_and_pis(element: etree._Element) -> None:
+    """Comments are outside exclusive c14n: inserted into signed text they would change what a reader
+    of `.text` sees without breaking the signature (the SAML comment-truncation class). LEXS needs none."""
+    if next(element.iter(etree.Comment, etree.ProcessingInstruction), None) is not None:
+        raise WsSecurityError(ErrorCode.MALFORMED, "comments and processing instructions are not accepted")
 
 
 def _unique_ids(root: etree._Element) -> dict[str, etree._Element]:

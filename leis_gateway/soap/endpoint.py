@@ -35,10 +35,19 @@ class LexsEndpoint:
         self.identity = identity
 
     def __call__(self, operation: Operation, wrapper: etree._Element, exchange: Exchange) -> etree._Element:
+        try:
+            response = self._answer(operation, wrapper, exchange)
+        except Exception as exc:  # never a stack trace to the caller, never message content in logs
+            log.error("%s failed: %s (correlation %s)", operation.name, type(exc).__name__, exchange.correlation_id)
+            advisory = Advisory(AdvisoryCategory.OTHER, "The request could not be processed; try again later.")
+            response = build.error_response(operation.name, (advisory,), None, self.identity)
+        exchange.notes.update(_summary(response))
+        return response
+
+    def _answer(self, operation: Operation, wrapper: etree._Element, exchange: Exchange) -> etree._Element:
         errors = schema.validate_message(wrapper)
         if errors:
             first = errors[0]
-            exchange.notes["result"] = "InvalidRequest"
             advisory = Advisory(
                 AdvisoryCategory.INVALID_REQUEST,
                 f"Line {first.line}: {first.element}: {first.message}"[:500],
@@ -75,3 +84,15 @@ class LexsEndpoint:
         if request.question is ServiceQuestion.DATA_OWNERS:
             return build.data_owners_response(self.service.data_owners(), header, self.identity), AuditFacts()
         return build.availability_response(self.service.available(), header, self.identity), AuditFacts()
+
+
+def _summary(response: etree._Element) -> dict[str, object]:
+    """Metadata of a response for the audit row: ids and codes, never content."""
+    lexs = "{http://usdoj.gov/leisp/lexs/3.1}"
+    return {
+        "response_message_id": response.findtext(f"{lexs}SRMessageMetadata/{lexs}MessageSequenceNumber"),
+        "result_code": response.findtext(f"{lexs}ResponseMetadata/{lexs}ResultCode"),
+        "advisory_categories": tuple(
+            a.text for a in response.iterfind(f"{lexs}ResponseMetadata/{lexs}Advisory/{lexs}AdvisoryCategory")
+        ),
+    }

@@ -1,0 +1,146 @@
+"""The edge steps of every exchange: audit in, verify the signature, sign out, audit out.
+
+Fail closed: when the audit log cannot be written, the request is refused before anything
+reads it, and an answer that cannot be audited is never sent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+
+from lxml import etree
+
+from ..audit.types import AuditEntry, AuditUnavailable, Direction, Disclosure as AuditDisclosure
+from ..lexs import parse
+from ..policy.agreements import AgreementRegistry
+from ..security.pki import SigningCredentials
+from ..security.wssec import (
+    DEFAULT_CONFIGURATION,
+    ErrorCode,
+    SignatureConfiguration,
+    WsSecurityError,
+    sign_envelope,
+    verify_envelope,
+)
+from ..soap import faults
+from ..soap.faults import SoapFault
+from .middleware import Exchange
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_FAULTS: dict[ErrorCode, SoapFault] = {
+    ErrorCode.NO_SIGNATURE: SoapFault("NoSignature", "The message carries no WS-Security signature."),
+    ErrorCode.BAD_SIGNATURE: SoapFault("BadSignature", "The message signature does not verify."),
+    ErrorCode.WRONG_SIGNER: SoapFault("WrongSigner", "The message is not signed by the caller's registered key."),
+    ErrorCode.STALE: SoapFault("Stale", "The message timestamp is outside the allowed window."),
+    ErrorCode.REPLAY: SoapFault("Replay", "The message has been received before."),
+    ErrorCode.UNSUPPORTED_ALGORITHM: SoapFault("UnsupportedAlgorithm", "The signature algorithm is not accepted."),
+    ErrorCode.MALFORMED: SoapFault("BadSignature", "The message signature does not verify."),
+}
+
+
+class AuditLogLike:  # the part of `audit.AuditLog` the edge needs (a Protocol in spirit)
+    def record(self, entry: AuditEntry, raw: bytes, disclosures=()) -> int: ...
+
+    def remember_once(self, key: str, expires: dt.datetime) -> bool: ...
+
+
+@dataclass
+class Edge:
+    """`ExchangeHooks` for the member endpoint."""
+
+    audit: AuditLogLike
+    registry: AgreementRegistry
+    credentials: SigningCredentials
+    signatures: SignatureConfiguration = DEFAULT_CONFIGURATION
+    require_signature: bool = True
+
+    # --- inbound ---------------------------------------------------------------------------
+    def received(self, exchange: Exchange) -> None:
+        agreement = self.registry.get(exchange.caller.agreement_id) if exchange.caller else None
+        header, user = (None, None)
+        if exchange.envelope is not None:
+            header, user = parse.lenient_metadata(exchange.envelope.request)
+        exchange.notes["user_id"] = user.user_id if user else None
+        exchange.notes["purpose"] = _purpose(user)
+        exchange.notes["message_id"] = header.message_id if header else None
+        entry = AuditEntry(
+            direction=Direction.INBOUND,
+            operation=_operation(exchange),
+            message_id=exchange.notes["message_id"],
+            correlation_id=exchange.correlation_id,
+            agreement_id=agreement.id if agreement else None,
+            ori=agreement.ori if agreement else None,
+            user_id=exchange.notes["user_id"],
+            purpose=exchange.notes["purpose"],
+        )
+        self._record(entry, exchange.raw_request)
+
+    def admit(self, exchange: Exchange) -> None:
+        if not self.require_signature:
+            return
+        agreement = self.registry.get(exchange.caller.agreement_id)
+        config = self.signatures.allowing_sha1() if getattr(agreement, "allow_sha1", False) else self.signatures
+        try:
+            verified = verify_envelope(exchange.envelope.root, expected_certs=None, config=config)
+            signer = self.registry.by_certificate(verified.signer_certificate)
+            if signer is None or signer.id != exchange.caller.agreement_id:
+                raise WsSecurityError(ErrorCode.WRONG_SIGNER)
+            if not self.audit.remember_once(verified.replay_key, verified.replay_window_ends):
+                raise WsSecurityError(ErrorCode.REPLAY)
+        except WsSecurityError as refused:
+            exchange.notes["fault"] = SIGNATURE_FAULTS[refused.code].code
+            raise SIGNATURE_FAULTS[refused.code] from None
+        except AuditUnavailable:
+            raise faults.AUDIT_UNAVAILABLE from None
+
+    # --- outbound --------------------------------------------------------------------------
+    def respond(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes:
+        signed = self._sign(body)
+        facts = exchange.notes.get("facts")
+        agreement = self.registry.get(exchange.caller.agreement_id) if exchange.caller else None
+        disclosures = tuple(
+            AuditDisclosure(d.source, d.record_id, tuple(d.elements)) for d in getattr(facts, "disclosures", ())
+        )
+        entry = AuditEntry(
+            direction=Direction.OUTBOUND,
+            operation=_operation(exchange),
+            message_id=exchange.notes.get("response_message_id"),
+            correlation_id=exchange.correlation_id,
+            agreement_id=agreement.id if agreement else None,
+            ori=agreement.ori if agreement else None,
+            user_id=exchange.notes.get("user_id"),
+            purpose=getattr(facts, "purpose", None) or exchange.notes.get("purpose"),
+            query_categories=tuple(getattr(facts, "query_categories", ())),
+            result_code=("Fault:" + str(exchange.notes["fault"])) if "fault" in exchange.notes
+            else exchange.notes.get("result_code"),
+            advisory_categories=tuple(exchange.notes.get("advisory_categories", ())),
+            latency_ms=(time.monotonic() - exchange.received_at) * 1000,
+        )
+        self._record(entry, signed, disclosures)
+        return signed
+
+    def _sign(self, body: bytes) -> bytes:
+        envelope = etree.fromstring(body)
+        sign_envelope(envelope, self.credentials.key, self.credentials.certificate)
+        return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+
+    def _record(self, entry: AuditEntry, raw: bytes, disclosures=()) -> None:
+        try:
+            self.audit.record(entry, raw, disclosures)
+        except AuditUnavailable:
+            log.error("audit log unavailable: refusing service")
+            raise faults.AUDIT_UNAVAILABLE from None
+
+
+def _operation(exchange: Exchange) -> str:
+    return exchange.operation or "unparsed"
+
+
+def _purpose(user) -> str | None:
+    if user is None:
+        return None
+    values = user.attribute("SearchPurpose")
+    return values[0][:64] if len(values) == 1 else None

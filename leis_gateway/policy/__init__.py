@@ -1,0 +1,1 @@
+"""Policy: agreements (registry), purposes and query rules, decided before any source is asked."""

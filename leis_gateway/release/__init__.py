@@ -1,0 +1,1 @@
+"""Release: which records and which of their elements may leave, per agreement; opaque item ids."""

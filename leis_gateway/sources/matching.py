@@ -1,0 +1,498 @@
+"""Criteria -> SQL: how a `Query` finds records in a source and how well each one matched.
+
+Every criterion becomes a `Predicate`: an indexed SQL condition, the same test in Python that
+yields the row's score for that criterion, and (when scores differ between rows) a SQL score
+expression so the database itself can order best-first and stop at the limit. Criteria AND
+together; a row's score is the product of its criterion scores (100 = every criterion exact).
+
+A criterion that a source cannot answer (a field it does not hold, a range on a name, a date
+that is not a date) makes the whole query unanswerable there: `compile_query` returns None and
+the source returns no records. Free-text narratives are never searchable.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from math import prod
+from typing import Any, Callable, Protocol
+
+from sqlalchemy import ColumnElement, Float, Table, and_, case, cast, literal, or_, select
+from sqlalchemy.orm import Session
+
+from ..domain import Criterion, Query, QueryField, QueryMatch
+from .names import FUZZY_THRESHOLD, name_likeness, nickname_variants, phonetic_key
+from .normalise import (
+    WILDCARDS,
+    normalise_a_number,
+    normalise_country,
+    normalise_digits,
+    normalise_digits_pattern,
+    normalise_identifier,
+    normalise_identifier_pattern,
+    normalise_phone,
+    normalise_postal_code,
+    normalise_secondary_unit,
+    normalise_state,
+    normalise_street_name,
+    normalise_street_name_pattern,
+    normalise_text,
+    normalise_text_pattern,
+    parse_date,
+    parse_full_address,
+)
+
+EXACT_SCORE = 100
+WILDCARD_SCORE = 90
+INITIAL_SCORE = 95  # a one-letter middle name matched as an initial
+NEAR_DATE_SCORE = 80  # fuzzy birth date: day/month swapped or one year off
+MAX_FUZZY_CANDIDATES = 200
+
+GIVEN_PART = "G"  # name vocabulary: given and middle names
+SURNAME_PART = "S"
+
+_RANGES = frozenset({QueryMatch.GT, QueryMatch.GE, QueryMatch.LT, QueryMatch.LE})
+_STOPWORDS = frozenset(
+    {"A", "AN", "AND", "AS", "AT", "BY", "FOR", "FROM", "IN", "INTO", "OF", "ON", "OR", "THE", "TO", "WITH"}
+)
+
+RowScore = Callable[[Any], "int | None"]
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """One criterion, compiled: SQL condition, the per-row score, and its SQL twin for ordering."""
+
+    clause: ColumnElement[bool]
+    row_score: RowScore  # None when the row does not satisfy the criterion
+    sql_score: ColumnElement[Any] | int = EXACT_SCORE  # an int: every matching row scores it
+
+
+class RecordSchema(Protocol):
+    """What matching needs to know about a source's person-record table."""
+
+    model: type
+    name_vocabulary: Table  # part (G/S), name_norm, name_key: the source's distinct names
+    activity_words: Table | None  # word, record_pk: inverted index of incident descriptions
+
+
+@dataclass(frozen=True)
+class _Spelling:
+    exact: Callable[[str], str]
+    pattern: Callable[[str], str]
+
+
+_TEXT = _Spelling(normalise_text, normalise_text_pattern)
+_IDENT = _Spelling(normalise_identifier, normalise_identifier_pattern)
+_DIGITS = _Spelling(normalise_digits, normalise_digits_pattern)
+_PHONE = _Spelling(normalise_phone, normalise_digits_pattern)
+_A_NUMBER = _Spelling(normalise_a_number, normalise_identifier_pattern)
+_POSTAL = _Spelling(normalise_postal_code, normalise_identifier_pattern)
+_STREET = _Spelling(normalise_street_name, normalise_street_name_pattern)
+_UNIT = _Spelling(normalise_secondary_unit, normalise_identifier_pattern)
+_STATE = _Spelling(normalise_state, normalise_text_pattern)
+_COUNTRY = _Spelling(normalise_country, normalise_text_pattern)
+
+# Plain fields: the canonical column each is matched on, and how its values are spelled.
+_PLAIN_FIELDS: dict[QueryField, tuple[str, _Spelling]] = {
+    QueryField.SSN: ("ssn", _DIGITS),
+    QueryField.PASSPORT: ("passport", _IDENT),
+    QueryField.A_NUMBER: ("a_number", _A_NUMBER),
+    QueryField.ENCOUNTER_ID: ("encounter_id", _IDENT),
+    QueryField.DRIVER_LICENSE: ("driver_license", _IDENT),
+    QueryField.STREET_NUMBER: ("street_number", _IDENT),
+    QueryField.STREET_NAME: ("street_name_norm", _STREET),
+    QueryField.SECONDARY_UNIT: ("secondary_unit_norm", _UNIT),
+    QueryField.CITY: ("city_norm", _TEXT),
+    QueryField.STATE: ("state", _STATE),
+    QueryField.COUNTRY: ("country", _COUNTRY),
+    QueryField.POSTAL_CODE: ("postal_code", _POSTAL),
+    QueryField.PHONE: ("phone", _PHONE),
+    QueryField.ACTIVITY_NUMBER: ("activity_number", _IDENT),
+}
+_NAME_FIELDS: dict[QueryField, tuple[str, str]] = {
+    QueryField.GIVEN_NAME: ("given_norm", GIVEN_PART),
+    QueryField.MIDDLE_NAME: ("middle_norm", GIVEN_PART),
+    QueryField.SURNAME: ("surname_norm", SURNAME_PART),
+}
+_ADDRESS_PARTS = (
+    ("street_number", "street_number"),
+    ("street_name", "street_name_norm"),
+    ("secondary_unit", "secondary_unit_norm"),
+    ("city", "city_norm"),
+    ("state", "state"),
+    ("postal_code", "postal_code"),
+    ("country", "country"),
+)
+
+
+def supported_fields(schema: RecordSchema) -> frozenset[QueryField]:
+    """The query fields this source holds (derived from its table's columns)."""
+    has = lambda name: name in schema.model.__table__.c  # noqa: E731
+    fields = {f for f, (column, _) in _PLAIN_FIELDS.items() if has(column)}
+    fields |= {f for f, (column, _) in _NAME_FIELDS.items() if has(column)}
+    if has("given_norm") and has("surname_norm"):
+        fields.add(QueryField.FULL_NAME)
+    if has("birth_date"):
+        fields.add(QueryField.BIRTH_DATE)
+    if all(has(column) for _, column in _ADDRESS_PARTS):
+        fields.add(QueryField.FULL_ADDRESS)
+    if schema.activity_words is not None:
+        fields.add(QueryField.ACTIVITY_DESCRIPTION)
+    return frozenset(fields)
+
+
+def description_words(text: str | None) -> set[str]:
+    """The words of an incident description that the inverted index holds."""
+    if not text:
+        return set()
+    return {w for w in normalise_text(text).split() if w not in _STOPWORDS}
+
+
+# --- compiling a query -------------------------------------------------------------------
+
+
+def compile_query(session: Session, schema: RecordSchema, query: Query) -> list[Predicate] | None:
+    """The predicates of `query` for this source, or None when it cannot match anything here."""
+    if not query.criteria:
+        return None
+    fields = supported_fields(schema)
+    predicates: list[Predicate] = []
+    for criterion in query.criteria:
+        if criterion.field not in fields:
+            return None
+        predicate = _criterion_predicate(session, schema, criterion)
+        if predicate is None:
+            return None
+        predicates.append(predicate)
+    return predicates
+
+
+def select_matches(schema: RecordSchema, predicates: list[Predicate], limit: int):
+    """SELECT of the best `limit` rows, best first (ties by record id, for stable answers)."""
+    model = schema.model
+    statement = select(model).where(and_(*(p.clause for p in predicates)))
+    variable = [p.sql_score for p in predicates if not isinstance(p.sql_score, int)]
+    if variable:
+        ordering = prod((cast(s, Float) for s in variable[1:]), start=cast(variable[0], Float))
+        statement = statement.order_by(ordering.desc(), model.record_id)
+    else:
+        statement = statement.order_by(model.record_id)
+    return statement.limit(max(limit, 0))
+
+
+def combined_score(predicates: list[Predicate], row: Any) -> int | None:
+    """The row's score for the whole query (product of criterion scores), None if it fails one."""
+    scores = []
+    for predicate in predicates:
+        score = predicate.row_score(row)
+        if score is None:
+            return None
+        scores.append(score)
+    return _product(scores)
+
+
+def _product(scores: list[int]) -> int:
+    return max(1, round(100 * prod(s / 100 for s in scores))) if scores else EXACT_SCORE
+
+
+def _criterion_predicate(session: Session, schema: RecordSchema, criterion: Criterion) -> Predicate | None:
+    model, value, match = schema.model, criterion.value, criterion.match
+    field = criterion.field
+    if field in _PLAIN_FIELDS:
+        column, spelling = _PLAIN_FIELDS[field]
+        return _plain_predicate(model, column, spelling, value, match)
+    if field in _NAME_FIELDS:
+        column, part = _NAME_FIELDS[field]
+        return _name_predicate(session, schema, column, part, value, match)
+    if field == QueryField.FULL_NAME:
+        return _full_name_predicate(session, schema, value, match)
+    if field == QueryField.BIRTH_DATE:
+        return _date_predicate(model, "birth_date", value, match)
+    if field == QueryField.FULL_ADDRESS:
+        return _full_address_predicate(model, value, match)
+    if field == QueryField.ACTIVITY_DESCRIPTION:
+        return _description_predicate(schema, value, match)
+    return None
+
+
+# --- building blocks ---------------------------------------------------------------------
+
+
+def _exact(model: type, column: str, value: str, score: int = EXACT_SCORE) -> Predicate | None:
+    if not value:
+        return None
+    return Predicate(
+        clause=getattr(model, column) == value,
+        row_score=lambda row: score if getattr(row, column) == value else None,
+        sql_score=score,
+    )
+
+
+def _has_wildcard(value: str) -> bool:
+    return any(w in value for w in WILDCARDS)
+
+
+def _next_prefix(prefix: str) -> str | None:
+    """The smallest string above every string starting with `prefix` (letters/digits only)."""
+    if not prefix or not (("A" <= prefix[-1] < "Z") or ("0" <= prefix[-1] < "9")):
+        return None
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _wildcard(model: type, column: str, pattern: str, score: int = WILDCARD_SCORE) -> Predicate | None:
+    """`*` any run, `?` one character; a literal prefix keeps the lookup on the column's index."""
+    if not _has_wildcard(pattern):
+        return _exact(model, column, pattern)
+    if not pattern.strip("*?"):
+        return None  # nothing but wildcards: not a search
+    col = getattr(model, column)
+    like = "".join(
+        "%" if ch == "*" else "_" if ch == "?" else ("\\" + ch if ch in "\\%_" else ch) for ch in pattern
+    )
+    prefix = re.split(r"[*?]", pattern, maxsplit=1)[0]
+    clause: ColumnElement[bool] = col.like(like, escape="\\")
+    upper = _next_prefix(prefix)
+    if upper is not None:
+        clause = and_(col >= prefix, col < upper, clause)
+    regex = re.compile("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern), re.S)
+
+    def row_score(row: Any) -> int | None:
+        held = getattr(row, column)
+        return score if held is not None and regex.fullmatch(held) else None
+
+    return Predicate(clause=clause, row_score=row_score, sql_score=score)
+
+
+def _plain_predicate(model: type, column: str, spelling: _Spelling, value: str, match: QueryMatch) -> Predicate | None:
+    if match in _RANGES:
+        return None
+    if match == QueryMatch.WILDCARD:
+        return _wildcard(model, column, spelling.pattern(value))
+    # Fuzzy on a number, code or place name means "the same, however it is written".
+    return _exact(model, column, spelling.exact(value))
+
+
+def _name_predicate(
+    session: Session, schema: RecordSchema, column: str, part: str, value: str, match: QueryMatch
+) -> Predicate | None:
+    model = schema.model
+    if match in _RANGES:
+        return None
+    if match == QueryMatch.WILDCARD or (match == QueryMatch.FUZZY and _has_wildcard(value)):
+        return _wildcard(model, column, normalise_text_pattern(value))
+    name = normalise_text(value)
+    if not name:
+        return None
+    if match == QueryMatch.FUZZY:
+        return _fuzzy_name(session, schema, column, part, name)
+    if column == "middle_norm" and len(name) == 1:
+        return _wildcard(model, column, name + "*", score=INITIAL_SCORE)
+    return _exact(model, column, name)
+
+
+def _fuzzy_name(session: Session, schema: RecordSchema, column: str, part: str, name: str) -> Predicate | None:
+    """Names like `name`, taken from the source's name vocabulary, then an indexed IN on them."""
+    vocabulary = schema.name_vocabulary.c
+    nicknames = part == GIVEN_PART
+    alike = [vocabulary.name_key == phonetic_key(name)]
+    if nicknames:
+        alike.append(vocabulary.name_norm.in_(sorted(nickname_variants(name))))
+    upper = _next_prefix(name[0])
+    if upper is not None:
+        alike.append(and_(vocabulary.name_norm >= name[0], vocabulary.name_norm < upper))
+    candidates = session.scalars(
+        select(vocabulary.name_norm).where(vocabulary.part == part, or_(*alike))
+    ).all()
+    scored = {name: EXACT_SCORE}
+    for candidate in candidates:
+        if abs(len(candidate) - len(name)) <= 4:
+            score = name_likeness(name, candidate, nicknames=nicknames)
+            if score >= FUZZY_THRESHOLD:
+                scored[candidate] = score
+    if len(scored) > MAX_FUZZY_CANDIDATES:
+        best = sorted(scored.items(), key=lambda item: (-item[1], item[0]))[:MAX_FUZZY_CANDIDATES]
+        scored = dict(best)
+    col = getattr(schema.model, column)
+    return Predicate(
+        clause=col.in_(sorted(scored)),
+        row_score=lambda row: scored.get(getattr(row, column)),
+        sql_score=case(scored, value=col, else_=0),
+    )
+
+
+def _conjunction(predicates: list[Predicate]) -> Predicate:
+    if len(predicates) == 1:
+        return predicates[0]
+
+    def row_score(row: Any) -> int | None:
+        return combined_score(predicates, row)
+
+    if all(isinstance(p.sql_score, int) for p in predicates):
+        sql_score: ColumnElement[Any] | int = _product([p.sql_score for p in predicates])  # type: ignore[misc]
+    else:
+        sql_score = literal(1.0)
+        for p in predicates:
+            sql_score = sql_score * (cast(p.sql_score, Float) if not isinstance(p.sql_score, int) else p.sql_score / 100)
+        sql_score = sql_score * 100
+    return Predicate(clause=and_(*(p.clause for p in predicates)), row_score=row_score, sql_score=sql_score)
+
+
+def _disjunction(alternatives: list[Predicate]) -> Predicate:
+    """Any of the alternatives; a row scores as the first alternative it satisfies."""
+    if len(alternatives) == 1:
+        return alternatives[0]
+
+    def row_score(row: Any) -> int | None:
+        for alternative in alternatives:
+            score = alternative.row_score(row)
+            if score is not None:
+                return score
+        return None
+
+    sql_score = case(
+        *((a.clause, a.sql_score if not isinstance(a.sql_score, int) else literal(a.sql_score)) for a in alternatives),
+        else_=0,
+    )
+    return Predicate(clause=or_(*(a.clause for a in alternatives)), row_score=row_score, sql_score=sql_score)
+
+
+def split_full_name(value: str) -> list[tuple[str | None, str | None, str]]:
+    """Ways to read a full name as (given, middle, surname), likeliest first.
+
+    "DOE, JOHN Q" puts the surname first; otherwise the surname is the last word, then the last
+    two, three... words ("MARIA DE LA CRUZ"). One word is a surname.
+    """
+    head, comma, tail = value.partition(",")
+    if comma:
+        surname = normalise_text_pattern(head)
+        rest = normalise_text_pattern(tail).split()
+        if not surname:
+            return []
+        return [(rest[0] if rest else None, " ".join(rest[1:]) or None, surname)]
+    words = normalise_text_pattern(value).split()
+    if not words:
+        return []
+    if len(words) == 1:
+        return [(None, None, words[0])]
+    return [
+        (words[0], " ".join(words[1:cut]) or None, " ".join(words[cut:]))
+        for cut in range(len(words) - 1, 0, -1)
+    ]
+
+
+def _full_name_predicate(session: Session, schema: RecordSchema, value: str, match: QueryMatch) -> Predicate | None:
+    alternatives = []
+    for given, middle, surname in split_full_name(value):
+        parts = [("surname_norm", SURNAME_PART, surname), ("given_norm", GIVEN_PART, given), ("middle_norm", GIVEN_PART, middle)]
+        predicates = []
+        for column, part, text in parts:
+            if text is None:
+                continue
+            predicate = _name_predicate(session, schema, column, part, text, match)
+            if predicate is None:
+                break
+            predicates.append(predicate)
+        else:
+            alternatives.append(_conjunction(predicates))
+    return _disjunction(alternatives) if alternatives else None
+
+
+def _date_predicate(model: type, column: str, value: str, match: QueryMatch) -> Predicate | None:
+    col = getattr(model, column)
+    if match == QueryMatch.WILDCARD and _has_wildcard(value):
+        return _date_wildcard(model, column, value)
+    day = parse_date(value)
+    if day is None:
+        return None
+    held = lambda row: getattr(row, column)  # noqa: E731
+    if match in _RANGES:
+        compare = {
+            QueryMatch.GT: lambda d: d > day,
+            QueryMatch.GE: lambda d: d >= day,
+            QueryMatch.LT: lambda d: d < day,
+            QueryMatch.LE: lambda d: d <= day,
+        }[match]
+        clause = {QueryMatch.GT: col > day, QueryMatch.GE: col >= day, QueryMatch.LT: col < day, QueryMatch.LE: col <= day}[match]
+        return Predicate(clause=clause, row_score=lambda row: EXACT_SCORE if held(row) is not None and compare(held(row)) else None)
+    if match == QueryMatch.FUZZY:
+        near = _near_dates(day)
+        scores = {day: EXACT_SCORE, **{d: NEAR_DATE_SCORE for d in near if d != day}}
+        return Predicate(
+            clause=col.in_(sorted(scores)),
+            row_score=lambda row: scores.get(held(row)),
+            sql_score=case((col == day, EXACT_SCORE), else_=NEAR_DATE_SCORE),
+        )
+    return Predicate(clause=col == day, row_score=lambda row: EXACT_SCORE if held(row) == day else None)
+
+
+def _near_dates(day: date) -> set[date]:
+    """Common birth-date slips: day and month swapped, one year off."""
+    near = set()
+    for year, month, dom in ((day.year, day.day, day.month), (day.year - 1, day.month, day.day), (day.year + 1, day.month, day.day)):
+        try:
+            near.add(date(year, month, dom))
+        except ValueError:
+            continue
+    return near
+
+
+def _date_wildcard(model: type, column: str, value: str) -> Predicate | None:
+    """"1975*" and "1975-04*" are year and month ranges; other date patterns match nothing."""
+    found = re.fullmatch(r"(\d{4})(?:-?(\d{2}))?-?\*", value.strip())
+    if not found:
+        return None
+    year, month = int(found.group(1)), found.group(2)
+    try:
+        if month is None:
+            first, after = date(year, 1, 1), date(year + 1, 1, 1)
+        else:
+            first = date(year, int(month), 1)
+            after = (first + timedelta(days=32)).replace(day=1)
+    except ValueError:
+        return None
+    col = getattr(model, column)
+    return Predicate(
+        clause=and_(col >= first, col < after),
+        row_score=lambda row: WILDCARD_SCORE if getattr(row, column) is not None and first <= getattr(row, column) < after else None,
+        sql_score=WILDCARD_SCORE,
+    )
+
+
+def _full_address_predicate(model: type, value: str, match: QueryMatch) -> Predicate | None:
+    """Every part found in the one-line address must match (wildcards and fuzziness ignored)."""
+    if match in _RANGES:
+        return None
+    parsed = parse_full_address(value.replace("*", " ").replace("?", " "))
+    predicates = []
+    for part, column in _ADDRESS_PARTS:
+        text = getattr(parsed, part)
+        if text:
+            predicate = _exact(model, column, text)
+            if predicate is None:
+                return None
+            predicates.append(predicate)
+    return _conjunction(predicates) if predicates else None
+
+
+def _description_predicate(schema: RecordSchema, value: str, match: QueryMatch) -> Predicate | None:
+    """The description contains every query word (as a word or the start of one)."""
+    words = schema.activity_words
+    if words is None or match in _RANGES:
+        return None
+    wanted = sorted(description_words(value)) or sorted(set(normalise_text(value).split()))
+    if not wanted:
+        return None
+    model = schema.model
+    clauses = []
+    for word in wanted:
+        upper = _next_prefix(word)
+        like = words.c.word.like(word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%", escape="\\")
+        hit = and_(words.c.word >= word, words.c.word < upper, like) if upper else like
+        clauses.append(model.pk.in_(select(words.c.record_pk).where(hit)))
+
+    def row_score(row: Any) -> int | None:
+        held = normalise_text(row.activity_description or "").split()
+        return EXACT_SCORE if all(any(h.startswith(w) for h in held) for w in wanted) else None
+
+    return Predicate(clause=and_(*clauses), row_score=row_score)
