@@ -69,6 +69,7 @@ class RunningGateway:
 
     def session(self, agreement: str | None = "ndex") -> requests.Session:
         session = requests.Session()
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would silently replace `verify`
         pki = self.home / "pki"
         session.verify = str(pki / "ca.crt")
         if agreement is not None:

@@ -308,7 +308,6 @@ TAMPER: dict[str, tuple[list[str], int]] = {
     "removed disclosure": (["DELETE FROM audit_disclosure WHERE message_row_id = 4"], 4),
     "swapped rows": (
         [
-            "UPDATE audit_disclosure SET message_row_id = message_row_id WHERE 1 = 0",
             "UPDATE audit_message SET id = -3 WHERE id = 3",
             "UPDATE audit_message SET id = 3 WHERE id = 5",
             "UPDATE audit_message SET id = 5 WHERE id = -3",
@@ -332,8 +331,6 @@ def test_verify_detects_tampering(store: Store, audit: AuditLog, tamper: str) ->
             conn.commit()
     else:
         with store.raw_engine.begin() as conn:
-            conn.exec_driver_sql("SET CONSTRAINTS ALL DEFERRED")
-            conn.exec_driver_sql("ALTER TABLE audit_disclosure DROP CONSTRAINT fk_audit_disclosure_message")
             for s in statements:
                 conn.exec_driver_sql(s)
     report = audit.verify()
@@ -418,20 +415,22 @@ finally:
 """
 
 
-def test_concurrent_writers_processes_keep_one_chain(store: Store, audit: AuditLog) -> None:
+def test_concurrent_writers_processes_keep_one_chain(store: Store) -> None:
+    """Three gateway processes start together on an empty store (racing migrations), then write."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WRITER, store.url, store.schema or "", store.key.hex(), store.key_id, "30", f"p{p}"],
+            [sys.executable, "-c", _WRITER, store.url, store.schema or "", store.key.hex(), store.key_id, "25", f"p{p}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        for p in range(4)
+        for p in range(3)
     ]
     for proc in procs:
         out, err = proc.communicate(timeout=90)
         assert proc.returncode == 0, err.decode()
+    audit = store.open()
     report = audit.verify()
-    assert report.ok and report.rows_checked == 120, report
-    assert len(audit.search(AuditFilter(user_id="p3"))) == 30
+    assert report.ok and report.rows_checked == 75, report
+    assert len(audit.search(AuditFilter(user_id="p2"))) == 25
 
 
 # --- replay cache ------------------------------------------------------------------------

@@ -126,3 +126,27 @@ def test_environ_without_verified_certificate_gives_none():
     assert tls.client_certificate_from_environ({}) is None
     assert tls.client_certificate_from_environ({"SSL_CLIENT_VERIFY": "NONE", "SSL_CLIENT_CERT": "x"}) is None
     assert tls.client_certificate_from_environ({"HTTP_SSL_CLIENT_CERT": "forged"}) is None
+
+
+def test_silent_client_holds_up_others_only_for_the_handshake_timeout(demo):
+    """cheroot handshakes on its accepting thread; a connection that never speaks must not block it
+    for the (long) request timeout."""
+    server = tls.make_tls_server(RecordingApp(), "127.0.0.1", 0, cert=demo.server.certificate,
+                                 key=demo.server.key, ca=demo.ca_certificate, timeout=60, handshake_timeout=0.5)
+    with tls.running(server):
+        with socket.create_connection(("127.0.0.1", tls.bound_port(server)), timeout=10):
+            response = _get(tls.base_url(server), demo, cert=_files(demo.agency("ndex")))
+    assert response.status_code == 200
+
+
+def test_application_errors_are_logged_without_their_message(demo, caplog):
+    def failing(environ, start_response):
+        raise ValueError("JOHN QUINCY DOE 900-12-3456")  # e.g. a parser quoting the request
+
+    with tls.serving(failing, cert=demo.server.certificate, key=demo.server.key, ca=demo.ca_certificate) as url:
+        with caplog.at_level("DEBUG", logger="leis_gateway.security.tls"):
+            response = _get(url, demo, cert=_files(demo.agency("ndex")))
+    assert response.status_code == 500
+    assert "ValueError" in caplog.text
+    assert "JOHN" not in caplog.text and "900-12-3456" not in caplog.text
+    assert "JOHN" not in response.text

@@ -10,10 +10,11 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -131,7 +132,7 @@ class AuditLog:
                 prepare_sqlite_file(path)
             engine = create_audit_engine(url, schema)
             migrate(engine, schema)
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
             if engine is not None:
                 engine.dispose()
             raise AuditUnavailable(f"audit store cannot be opened ({type(exc).__name__})") from exc
@@ -261,12 +262,13 @@ class AuditLog:
         insert = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
         with self._unit(write=True) as session:
             session.execute(delete(AuditReplay).where(AuditReplay.key_hash == key_hash, AuditReplay.expires <= now))
-            result = session.execute(
+            inserted = session.execute(
                 insert(AuditReplay)
                 .values(key_hash=key_hash, expires=expires)
                 .on_conflict_do_nothing(index_elements=["key_hash"])
-            )
-            fresh = result.rowcount == 1  # type: ignore[attr-defined]
+                .returning(AuditReplay.key_hash)
+            ).first()
+            fresh = inserted is not None
             if self._replay_purge_due():
                 session.execute(delete(AuditReplay).where(AuditReplay.expires <= now))
         return fresh
@@ -461,17 +463,27 @@ class AuditLog:
     # --- weekly review --------------------------------------------------------------------
 
     def weekly_report(
-        self, iso_week: str, out_dir: Path, *, reviewer: str = "system", verify: bool = True
+        self,
+        iso_week: str,
+        out_dir: Path,
+        *,
+        reviewer: str = "system",
+        verify: bool = True,
+        tz: tzinfo = UTC,
     ) -> tuple[Path, Path]:
-        """Write the weekly review (HTML with inline SVG, and CSV) for an ISO week, e.g. 2025-W03."""
+        """Write the weekly review (HTML with inline SVG, and CSV) for an ISO week, e.g. 2025-W03.
+
+        `tz` sets both the week boundaries and what counts as off hours (outside 07:00-19:00).
+        Producing the report is itself audited (review row "audit.report").
+        """
         from .report import week_bounds, write_weekly_report
 
-        start, end = week_bounds(iso_week)
+        start, end = week_bounds(iso_week, tz)
         prev_start = start - (end - start)
         this_week = self.search(AuditFilter(since=start, until=end, limit=None))
         last_week = self.search(AuditFilter(since=prev_start, until=start, limit=None))
         report = self.verify() if verify else None
-        html_path, csv_path = write_weekly_report(iso_week, Path(out_dir), this_week, last_week, report)
+        html_path, csv_path = write_weekly_report(iso_week, Path(out_dir), this_week, last_week, report, tz)
         with self._unit(write=True) as session:
             self._append(
                 session,

@@ -61,7 +61,6 @@ from leis_gateway.lexs.namespaces import (
     OPERATIONS,
     S,
     SR,
-    XSI,
     qname,
 )
 
@@ -85,6 +84,9 @@ DECONFLICTION_TEXT = (
     "Before taking any action on this information, contact DHS through the Law Enforcement "
     "Support Center (LESC), telephone 802-872-6020, for deconfliction."
 )
+#: NCIC eye and hair colour codes (NCIC 2000 Code Manual), the values `nc:Person*ColorCode` allows.
+NCIC_EYE = frozenset({"BLK", "BLU", "BRO", "GRN", "GRY", "HAZ", "MAR", "MUL", "PNK", "XXX"})
+NCIC_HAIR = frozenset({"BLK", "BLN", "BLU", "BRO", "GRN", "GRY", "ONG", "PLE", "PNK", "RED", "SDY", "WHI", "XXX"})
 DISSEMINATION_TEXT = (
     "For law enforcement use only. No further release or dissemination without the written "
     "consent of the U.S. Department of Homeland Security."
@@ -185,12 +187,6 @@ def _text(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
-
-
-def _nil(parent: etree._Element, ns: str, local: str) -> etree._Element:
-    node = _el(parent, ns, local)
-    node.set(qname(XSI, "nil"), "true")
-    return node
 
 
 def _sequence_number(header: MessageHeader | None) -> int:
@@ -356,10 +352,14 @@ def _person(entity: etree._Element, person: ReleasedPerson, person_id: str) -> N
     if person.birth_date is not None:
         birth = _el(node, NC, "PersonBirthDate")
         _el(birth, NC, "Date", person.birth_date.isoformat())
-    if person.eye_color:
-        _el(node, NC, "PersonEyeColorCode", person.eye_color)
+    if person.eye_color:  # an unknown code goes out as text rather than making the message invalid
+        eye = person.eye_color.strip().upper()
+        _el(node, NC, "PersonEyeColorCode" if eye in NCIC_EYE else "PersonEyeColorText",
+            eye if eye in NCIC_EYE else person.eye_color)
     if person.hair_color:
-        _el(node, NC, "PersonHairColorCode", person.hair_color)
+        hair = person.hair_color.strip().upper()
+        _el(node, NC, "PersonHairColorCode" if hair in NCIC_HAIR else "PersonHairColorText",
+            hair if hair in NCIC_HAIR else person.hair_color)
     if person.height_inches is not None:
         _measure(node, "PersonHeightMeasure", person.height_inches, "LengthUnitCode", "INH")
     if person.given_name or person.middle_name or person.surname:
@@ -520,11 +520,20 @@ def search_response(outcome: SearchOutcome, in_response_to: MessageHeader | None
     return message
 
 
-def data_item_response(record: ReleasedRecord | None, in_response_to: MessageHeader | None,
+def data_item_response(item: ReleasedRecord | None | object, in_response_to: MessageHeader | None,
                        gateway: GatewayIdentity = GatewayIdentity(), *,
                        result_code: ResultCode | None = None, advisories: Sequence[Advisory] = (),
                        sequence: int | None = None, now: datetime | None = None) -> etree._Element:
-    """`lexs:DataItemResponseMessage` with one `DataItemPackage` (none when `record` is None)."""
+    """`lexs:DataItemResponseMessage` with one `DataItemPackage` (none when there is no record).
+
+    `item` is a `ReleasedRecord`, None, or an outcome object with `record`, `result_code` and
+    `advisories` (the service layer's `DataItemOutcome`), whose values then apply.
+    """
+    record = item
+    if item is not None and not isinstance(item, ReleasedRecord):
+        record = getattr(item, "record")
+        result_code = getattr(item, "result_code", result_code)
+        advisories = tuple(getattr(item, "advisories", advisories))
     if result_code is None:
         result_code = ResultCode.SUCCESS if record is not None else ResultCode.ERROR
     message = _start("DataItemResponseMessage", gateway, result_code, advisories, in_response_to,
@@ -535,11 +544,21 @@ def data_item_response(record: ReleasedRecord | None, in_response_to: MessageHea
     return message
 
 
-def attachment_response(attachments: Sequence[AttachmentItem], in_response_to: MessageHeader | None,
+def attachment_response(attachments: Sequence[AttachmentItem | tuple[str, Photo]] | object,
+                        in_response_to: MessageHeader | None,
                         gateway: GatewayIdentity = GatewayIdentity(), *,
                         result_code: ResultCode | None = None, advisories: Sequence[Advisory] = (),
                         sequence: int | None = None, now: datetime | None = None) -> etree._Element:
-    """`lexs:AttachmentResponseMessage`: base64 binaries with their MIME type."""
+    """`lexs:AttachmentResponseMessage`: base64 binaries with their MIME type.
+
+    `attachments` holds `AttachmentItem`s or `(uri, Photo)` pairs, or is an outcome object with
+    `attachments`, `result_code` and `advisories` (the service layer's `AttachmentOutcome`).
+    """
+    if not isinstance(attachments, (list, tuple)):
+        result_code = getattr(attachments, "result_code", result_code)
+        advisories = tuple(getattr(attachments, "advisories", advisories))
+        attachments = tuple(getattr(attachments, "attachments"))
+    attachments = [a if isinstance(a, AttachmentItem) else AttachmentItem(a[0], a[1]) for a in attachments]
     if result_code is None:
         result_code = ResultCode.SUCCESS if attachments else ResultCode.ERROR
     message = _start("AttachmentResponseMessage", gateway, result_code, advisories, in_response_to,
@@ -589,19 +608,28 @@ def _capabilities(message: etree._Element, capabilities: SearchCapabilities, *, 
                           "CriminalLawEnforcement NationalSecurity EmploymentBackgroundCheck")
 
 
-def data_owners_response(in_response_to: MessageHeader | None,
+def data_owners_response(owners: Iterable[tuple[str, object]] | None, in_response_to: MessageHeader | None,
                          gateway: GatewayIdentity = GatewayIdentity(), *,
                          sequence: int | None = None, now: datetime | None = None) -> etree._Element:
-    """`lexs:DataOwnersResponseMessage`: one `DataOwnerInformation` per (owner, source system)."""
+    """`lexs:DataOwnersResponseMessage`: one `DataOwnerInformation` per (owner code, source system).
+
+    `owners` pairs an owner code ("ICE", "CBP") with a system (a `SourceSystem` or its name);
+    None reports `gateway.sources`.
+    """
+    pairs = list(gateway.sources if owners is None else owners)
+    if not pairs:
+        return error_response("getDataOwners", [], in_response_to, gateway,
+                              result_code=ResultCode.WARNING, sequence=sequence, now=now)
     message = _start("DataOwnersResponseMessage", gateway, ResultCode.SUCCESS, (), in_response_to,
                      sequence, now)
-    for owner_code, system in gateway.sources:
+    for owner_code, system in pairs:
+        system_name = getattr(system, "value", system)
         info = _el(message, LEXS, "DataOwnerInformation")
-        _owner_metadata(info, gateway, owner_code, system)
+        _owner_metadata(info, gateway, owner_code, str(system_name))
         _el(info, LEXS, "StructuredSearchIndicator", True)
         _el(info, LEXS, "TextSearchIndicator", False)
         category = _el(info, LEXS, "DataItemCategory")
-        _el(category, LEXS, "DataItemCategoryText", f"{system} Person Record")
+        _el(category, LEXS, "DataItemCategoryText", f"{system_name} Person Record")
     return message
 
 

@@ -35,6 +35,8 @@ from leis_gateway.lexs.namespaces import LEXS, NC, OPERATIONS, SR, local_name, p
 __all__ = [
     "DIGEST_QUERY_PATHS",
     "LexsParseError",
+    "lenient_header",
+    "lenient_metadata",
     "parse_duration",
     "parse_request",
     "query_field",
@@ -268,6 +270,43 @@ def parse_request(operation: str, message: etree._Element) -> LexsRequest:
         raise _error(message, "no StructuredQuery")
     return StructuredSearchRequest(header=header, user=user, queries=queries, max_items=max_items,
                                    timeout_seconds=timeout, data_owners=owners)
+
+
+# --- best effort, for messages that may be invalid (audit, error responses) ----------------------
+
+
+def _lexs_message(element: etree._Element | None) -> etree._Element | None:
+    """The lexs message itself, whether given the message or its SR wrapper."""
+    if element is None or not isinstance(element.tag, str):
+        return None
+    if element.tag.startswith(f"{{{SR}}}"):
+        children = _elements(element)
+        return children[0] if children else None
+    return element
+
+
+def lenient_header(element: etree._Element | None) -> MessageHeader | None:
+    """The request's `MessageHeader` if it can be read at all, else None; never raises.
+
+    Used to address an error response (InResponseTo, destination) to a message that failed
+    validation, so it reads only the metadata and tolerates anything else being wrong.
+    """
+    try:
+        message = _lexs_message(element)
+        return _header(message) if message is not None else None
+    except Exception:  # noqa: BLE001 - best effort by design
+        return None
+
+
+def lenient_metadata(element: etree._Element | None) -> tuple[MessageHeader | None, UserAssertion | None]:
+    """(header, user assertion) for the inbound audit record, each None when unreadable; never raises."""
+    header = lenient_header(element)
+    try:
+        message = _lexs_message(element)
+        user = _user(message) if message is not None and message.find(qname(LEXS, "UserAssertion")) is not None else None
+    except Exception:  # noqa: BLE001 - best effort by design
+        user = None
+    return header, user
 
 
 # --- which Digest paths mean which query field --------------------------------------------------

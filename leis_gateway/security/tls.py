@@ -14,7 +14,7 @@ import logging
 import ssl
 import sys
 import threading
-import traceback
+import traceback as _traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,9 +49,19 @@ class MutualTLSAdapter(BuiltinSSLAdapter):
     (client certificates are not even requested); we replace that context.
     """
 
-    def __init__(self, *, cert: Path | str, key: Path | str, ca: Path | str):
+    def __init__(self, *, cert: Path | str, key: Path | str, ca: Path | str, handshake_timeout: float = 3.0):
         super().__init__(str(cert), str(key), None)
         self.context = server_ssl_context(cert=cert, key=key, ca=ca)
+        self.handshake_timeout = handshake_timeout
+
+    def wrap(self, sock):
+        """Handshake with a short timeout: cheroot does it on its single accepting thread, so a client
+        that connects and stays silent holds up every new connection for this long."""
+        timeout = sock.gettimeout()
+        sock.settimeout(self.handshake_timeout)
+        wrapped, environ = super().wrap(sock)
+        wrapped.settimeout(timeout)
+        return wrapped, environ
 
 
 class TLSServer(wsgi.Server):
@@ -63,28 +73,31 @@ class TLSServer(wsgi.Server):
 
     def error_log(self, msg="", level=logging.INFO, traceback=False):  # noqa: D102 (cheroot API)
         detail = ""
-        if traceback:
-            exc_type, _exc, tb = sys.exc_info()
-            if exc_type is not None:
-                detail = "\n" + "".join(_format_tb(tb)) + exc_type.__qualname__
+        exc_type, exc, tb = sys.exc_info()
+        if exc is not None and str(exc) and str(exc) in msg:
+            msg = msg.replace(repr(exc), exc_type.__qualname__).replace(str(exc), "...")
+        if traceback and exc_type is not None:
+            detail = "\n" + _frames(tb) + exc_type.__qualname__
         log.log(level, "%s%s", msg, detail)
 
 
-def _format_tb(tb) -> list[str]:
-    return traceback.format_tb(tb)
+def _frames(tb) -> str:
+    """Where it happened, without source lines or exception message (either may quote data)."""
+    return "".join(f"  {f.filename}:{f.lineno} in {f.name}\n" for f in _traceback.extract_tb(tb))
 
 
 def make_tls_server(wsgi_app: Callable, host: str, port: int, *, cert: Path | str, key: Path | str,
                     ca: Path | str, numthreads: int = 10, timeout: int = 10,
-                    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY) -> TLSServer:
+                    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY,
+                    handshake_timeout: float = 3.0) -> TLSServer:
     """A cheroot WSGI server on (host, port) speaking HTTPS with mutual TLS.
 
     Port 0 binds an ephemeral port; after `server.prepare()` read it with `bound_port(server)`.
-    `timeout` bounds each socket operation, including the handshake (which cheroot performs on its
-    accepting thread: keep it short).
+    `timeout` bounds each socket operation of a request; `handshake_timeout` bounds the TLS handshake,
+    which cheroot performs on its single accepting thread (keep it short; see MutualTLSAdapter.wrap).
     """
     server = TLSServer((host, port), wsgi_app, numthreads=numthreads, timeout=timeout)
-    server.ssl_adapter = MutualTLSAdapter(cert=cert, key=key, ca=ca)
+    server.ssl_adapter = MutualTLSAdapter(cert=cert, key=key, ca=ca, handshake_timeout=handshake_timeout)
     server.max_request_body_size = max_request_body_size
     return server
 

@@ -293,7 +293,10 @@ def verify_envelope(envelope: bytes | etree._Element, *, expected_certs: Collect
 
     # 2. The Signature element's own shape and algorithms.
     signed_info, signature_value, key_info = _signature_parts(signature)
-    c14n_method, signature_method, *references = _elements(signed_info)
+    si_children = _elements(signed_info)
+    if len(si_children) < 3:
+        raise WsSecurityError(ErrorCode.MALFORMED, "SignedInfo must hold methods and references")
+    c14n_method, signature_method, *references = si_children
     if c14n_method.tag != _q(DS_NS, "CanonicalizationMethod") or signature_method.tag != _q(
             DS_NS, "SignatureMethod") or not references:
         raise WsSecurityError(ErrorCode.MALFORMED, "unexpected SignedInfo content")
@@ -370,6 +373,8 @@ def verify_envelope(envelope: bytes | etree._Element, *, expected_certs: Collect
 
 def _parse(envelope: bytes | etree._Element) -> etree._Element:
     if isinstance(envelope, etree._Element):
+        if envelope.getroottree().docinfo.doctype:
+            raise WsSecurityError(ErrorCode.MALFORMED, "DTDs are not accepted")
         return envelope
     if isinstance(envelope, str):
         raise TypeError("pass the envelope as bytes (the wire form), not str")

@@ -234,10 +234,15 @@ def _has_wildcard(value: str) -> bool:
 
 
 def _next_prefix(prefix: str) -> str | None:
-    """The smallest string above every string starting with `prefix` (letters/digits only)."""
-    if not prefix or not (("A" <= prefix[-1] < "Z") or ("0" <= prefix[-1] < "9")):
+    """A string above every string starting with `prefix` ("GARC" -> "GARD", "GARZ" -> "GAS").
+
+    With `prefix` as the lower bound it turns a prefix search into an index range on any
+    database; None when `prefix` does not end in a letter or digit that can be counted up.
+    """
+    stem = prefix.rstrip("Z9")
+    if not stem or not (("A" <= stem[-1] < "Z") or ("0" <= stem[-1] < "9")):
         return None
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return stem[:-1] + chr(ord(stem[-1]) + 1)
 
 
 def _wildcard(model: type, column: str, pattern: str, score: int = WILDCARD_SCORE) -> Predicate | None:
@@ -321,21 +326,25 @@ def _fuzzy_name(session: Session, schema: RecordSchema, column: str, part: str, 
     )
 
 
+def _score_expression(predicate: Predicate) -> ColumnElement[Any]:
+    score = predicate.sql_score
+    return literal(score) if isinstance(score, int) else score
+
+
 def _conjunction(predicates: list[Predicate]) -> Predicate:
+    """All of the predicates; the score is the product, as for a whole query."""
     if len(predicates) == 1:
         return predicates[0]
-
-    def row_score(row: Any) -> int | None:
-        return combined_score(predicates, row)
-
-    if all(isinstance(p.sql_score, int) for p in predicates):
-        sql_score: ColumnElement[Any] | int = _product([p.sql_score for p in predicates])  # type: ignore[misc]
-    else:
-        sql_score = literal(1.0)
-        for p in predicates:
-            sql_score = sql_score * (cast(p.sql_score, Float) if not isinstance(p.sql_score, int) else p.sql_score / 100)
-        sql_score = sql_score * 100
-    return Predicate(clause=and_(*(p.clause for p in predicates)), row_score=row_score, sql_score=sql_score)
+    constants = [p.sql_score for p in predicates if isinstance(p.sql_score, int)]
+    variables = [p.sql_score for p in predicates if not isinstance(p.sql_score, int)]
+    sql_score: ColumnElement[Any] | int = _product(constants)  # type: ignore[arg-type]
+    for score in variables:
+        sql_score = cast(score, Float) * sql_score / 100
+    return Predicate(
+        clause=and_(*(p.clause for p in predicates)),
+        row_score=lambda row: combined_score(predicates, row),
+        sql_score=sql_score,
+    )
 
 
 def _disjunction(alternatives: list[Predicate]) -> Predicate:
@@ -351,7 +360,7 @@ def _disjunction(alternatives: list[Predicate]) -> Predicate:
         return None
 
     sql_score = case(
-        *((a.clause, a.sql_score if not isinstance(a.sql_score, int) else literal(a.sql_score)) for a in alternatives),
+        *((a.clause, _score_expression(a)) for a in alternatives),
         else_=0,
     )
     return Predicate(clause=or_(*(a.clause for a in alternatives)), row_score=row_score, sql_score=sql_score)

@@ -10,7 +10,8 @@ from functools import lru_cache
 
 FUZZY_THRESHOLD = 80  # a candidate name below this likeness is not a fuzzy match
 NICKNAME_SCORE = 90
-PHONETIC_FLOOR = 80  # same phonetic key: at least this likeness
+PHONETIC_FLOOR = 85  # same phonetic key (and not unlike): at least this likeness
+PHONETIC_GATE = 0.7  # short names share keys easily (DIAZ ~ DOE): require some spelling likeness too
 FUZZY_CEILING = 95  # a fuzzy match never scores like an exact one
 
 _VOWELS = frozenset("AEIOU")
@@ -159,13 +160,20 @@ def jaro_winkler(a: str, b: str) -> float:
 
 
 def name_likeness(query: str, candidate: str, *, nicknames: bool = False) -> int:
-    """0-100: how likely `candidate` is the name the searcher meant by `query` (both normalised)."""
+    """0-100: how likely `candidate` is the name the searcher meant by `query` (both normalised).
+
+    Jaro-Winkler, less 3 points per letter of length difference (it overrates a short name that
+    is the start of a long one: DOUGH is nearer DOE than DOUGLAS); a shared phonetic key lifts a
+    plausible candidate to PHONETIC_FLOOR; nicknames (JOHNNY/JOHN) score NICKNAME_SCORE.
+    """
     if query == candidate:
         return 100
-    score = round(jaro_winkler(query, candidate) * 100)
-    if phonetic_key(query) and phonetic_key(query) == phonetic_key(candidate):
+    likeness = jaro_winkler(query, candidate)
+    score = round(likeness * 100) - 3 * abs(len(query) - len(candidate))
+    key = phonetic_key(query)
+    if key and likeness >= PHONETIC_GATE and key == phonetic_key(candidate):
         score = max(score, PHONETIC_FLOOR)
     score = min(score, FUZZY_CEILING)
     if nicknames and candidate in nickname_variants(query):
         score = max(score, NICKNAME_SCORE)
-    return score
+    return max(score, 0)

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any, ClassVar
 
 from sqlalchemy import Column, Date, Engine, Index, Integer, MetaData, String, Table, Text, select, text
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from ..domain import (
     Address,
@@ -69,12 +69,12 @@ class AddressColumns:
     street_name: Mapped[str | None] = mapped_column(String(80))
     street_name_norm: Mapped[str | None] = mapped_column(String(80), index=True)
     secondary_unit: Mapped[str | None] = mapped_column(String(20))
-    secondary_unit_norm: Mapped[str | None] = mapped_column(String(20))
+    secondary_unit_norm: Mapped[str | None] = mapped_column(String(20), index=True)
     city: Mapped[str | None] = mapped_column(String(60))
     city_norm: Mapped[str | None] = mapped_column(String(60), index=True)
-    state: Mapped[str | None] = mapped_column(String(2))
+    state: Mapped[str | None] = mapped_column(String(2), index=True)
     postal_code: Mapped[str | None] = mapped_column(String(10), index=True)
-    country: Mapped[str | None] = mapped_column(String(2))
+    country: Mapped[str | None] = mapped_column(String(2), index=True)
     phone: Mapped[str | None] = mapped_column(String(15), index=True)
 
 
