@@ -13,12 +13,14 @@ from pathlib import Path
 from cryptography import x509
 
 from .config import SR_PATH, Settings
+from .audit import AuditLog, load_or_create_key
 from .federation import Federation
+from .guard.edge import Edge
 from .guard.middleware import Caller, Guard
 from .lexs import build
 from .policy.agreements import AgreementRegistry
 from .release.tokens import ItemTokens
-from .security.pki import certificate_fingerprint
+from .security.pki import certificate_fingerprint, load_signing_credentials
 from .security.tls import client_certificate_from_environ
 from .service import SearchRetrieveService
 from .soap import faults
@@ -57,6 +59,7 @@ class Gateway:
     registry: AgreementRegistry
     hub: PrimeHub
     federation: Federation
+    audit: AuditLog
     service: SearchRetrieveService
     contract: ContractDocuments
     wsgi: Guard
@@ -77,6 +80,10 @@ class Gateway:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             return "200 OK", [("Content-Type", "text/plain")], b"ok\n"
+        if path == "/readyz":  # not ready while the audit log cannot be written: no service then
+            if self.audit.ready():
+                return "200 OK", [("Content-Type", "text/plain")], b"ready\n"
+            return "503 Service Unavailable", [("Content-Type", "text/plain")], b"audit unavailable\n"
         if path.rstrip("/") == SR_PATH:
             return self.contract.serve(environ)
         return None
@@ -84,10 +91,16 @@ class Gateway:
     def close(self) -> None:
         self.federation.close()
         self.hub.close()
+        self.audit.close()
+
+
+def open_audit(settings: Settings) -> AuditLog:
+    return AuditLog.open(settings.audit_database_url, *load_or_create_key(settings.audit_key_path))
 
 
 def create_gateway(settings: Settings) -> Gateway:
     registry = AgreementRegistry(settings.registry_path)
+    audit = open_audit(settings)
     hub = open_hub(settings.sources_dir)
     federation = Federation()
     tokens = ItemTokens(load_or_create_secret(settings.token_key_path), settings.item_ttl_seconds)
@@ -101,13 +114,15 @@ def create_gateway(settings: Settings) -> Gateway:
     )
     contract = ContractDocuments(settings.wsdl_path, settings.endpoint_url)
     endpoint = LexsEndpoint(service, DHS)
-    gateway = Gateway(settings, registry, hub, federation, service, contract, wsgi=None)  # type: ignore[arg-type]
+    gateway = Gateway(settings, registry, hub, federation, audit, service, contract, wsgi=None)  # type: ignore[arg-type]
+    credentials = load_signing_credentials(settings.pki_dir / "server.key", settings.pki_dir / "server.crt")
     gateway.wsgi = Guard(
         soap_application(endpoint),
         path=SR_PATH,
         operations=REQUEST_TAGS,
         max_body_bytes=settings.max_body_bytes,
         identify=gateway.identify,
+        hooks=Edge(audit, registry, credentials, require_signature=settings.require_signature),
         get_handler=gateway.serve_get,
     )
     return gateway

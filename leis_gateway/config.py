@@ -26,6 +26,7 @@ class Settings:
     max_timeout_seconds: float = 20.0
     item_ttl_seconds: int = 24 * 3600  # how long a search's item and attachment ids stay usable
     server_threads: int = 16
+    require_signature: bool = True  # requests must carry a WS-Security signature (DESIGN.md)
     demo_people: int = 3000
     schema_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "xsd")
     wsdl_path: Path = field(default_factory=lambda: PROJECT_ROOT / "wsdl" / "lexs-sr.wsdl")
@@ -75,5 +76,6 @@ class Settings:
             ),
             max_timeout_seconds=float(env.get("LEIS_MAX_TIMEOUT", defaults.max_timeout_seconds)),
             server_threads=int(env.get("LEIS_THREADS", defaults.server_threads)),
+            require_signature=env.get("LEIS_REQUIRE_SIGNATURE", "1") not in ("0", "false", "no"),
             demo_people=int(env.get("LEIS_DEMO_PEOPLE", defaults.demo_people)),
         )

@@ -21,6 +21,7 @@ from .domain import (
     ReleasedRecord,
     ResultCode,
     SearchOutcome,
+    SourceRecord,
     SourceSystem,
     StructuredSearchRequest,
     TextSearchRequest,
@@ -29,8 +30,8 @@ from .domain import (
 from .federation import Federation
 from .policy import rules
 from .policy.agreements import AgreementRegistry
-from .release.release import Disclosure, release, release_single
-from .release.tokens import ItemTokens
+from .release.release import Disclosure, authorise_attachment, release, release_single
+from .release.tokens import ItemTokens, Ref, TokenKind
 from .sources.base import PrimeHub
 
 log = logging.getLogger(__name__)
@@ -160,29 +161,16 @@ class SearchRetrieveService:
             return DataItemOutcome(ResultCode.ERROR, advisories=(admitted.advisory,)), admitted.facts
         agreement, purpose = admitted
         facts = AuditFacts(user_id=request.user.user_id, purpose=purpose.value)
-        ref = self.tokens.open(request.item_id, agreement.id, self.clock())
-        adapter = self._adapter(ref.source) if ref is not None and ref.kind == "item" else None
-        if ref is None or adapter is None:
+        now = self.clock()
+        ref = self.tokens.open(request.item_id, agreement.id, now, TokenKind.ITEM)
+        fetched = self._refetch(ref)
+        if isinstance(fetched, Advisory):
+            return DataItemOutcome(ResultCode.ERROR, advisories=(fetched,)), facts
+        released = release_single(fetched, ref, agreement, self.registry.profile(agreement), self.tokens, now)
+        if not released.records:
             return DataItemOutcome(ResultCode.ERROR, advisories=(_unknown_item(),)), facts
-        fanned = self.federation.fan_out(
-            [(adapter.system.value, _bind(adapter.fetch, ref.record_id))],
-            self.default_timeout_seconds,
-        )
-        if fanned.all_failed:
-            return DataItemOutcome(ResultCode.ERROR, advisories=fanned.advisories), facts
-        record = fanned.results[0][1]
-        released = (
-            release_single(
-                record, ref.query, agreement, self.registry.profile(agreement), self.tokens, self.clock()
-            )
-            if record is not None
-            else None
-        )
-        if released is None:
-            return DataItemOutcome(ResultCode.ERROR, advisories=(_unknown_item(),)), facts
-        item, disclosures = released
-        return DataItemOutcome(ResultCode.SUCCESS, record=item), AuditFacts(
-            facts.user_id, facts.purpose, (), tuple(disclosures)
+        return DataItemOutcome(ResultCode.SUCCESS, record=released.records[0]), AuditFacts(
+            facts.user_id, facts.purpose, (), released.disclosures
         )
 
     def attachment(
@@ -193,23 +181,43 @@ class SearchRetrieveService:
             return AttachmentOutcome(ResultCode.ERROR, advisories=(admitted.advisory,)), admitted.facts
         agreement, purpose = admitted
         facts = AuditFacts(user_id=request.user.user_id, purpose=purpose.value)
+        now = self.clock()
+        profile = self.registry.profile(agreement)
         found: list[tuple[str, Photo]] = []
         advisories: list[Advisory] = []
         disclosures: list[Disclosure] = []
         for uri in request.uris:
-            ref = self.tokens.open_attachment_uri(uri, agreement.id, self.clock())
-            photo = self.hub.photos.photo(ref.record_id) if ref is not None else None
+            ref = self.tokens.open_attachment_uri(uri, agreement.id, now)
+            fetched = self._refetch(ref)
+            if isinstance(fetched, Advisory):
+                advisories.append(fetched)
+                continue
+            disclosure = authorise_attachment(ref, fetched, agreement, profile, now)
+            photo = self.hub.photos.photo(ref.photo_id) if disclosure and ref.photo_id else None
             if photo is None:
                 advisories.append(_unknown_item())
                 continue
             found.append((uri, photo))
-            disclosures.append(Disclosure.for_attachment(ref, agreement.id, facts.user_id))
+            disclosures.append(disclosure)
         code = ResultCode.SUCCESS if not advisories else (
             ResultCode.WARNING if found else ResultCode.ERROR
         )
         return AttachmentOutcome(code, tuple(found), tuple(advisories)), AuditFacts(
             facts.user_id, facts.purpose, (), tuple(disclosures)
         )
+
+    def _refetch(self, ref: Ref | None) -> SourceRecord | Advisory:
+        """The record a token names, asked of its source again (no copy was kept)."""
+        adapter = self.hub.adapter(ref.source) if ref is not None else None
+        if adapter is None:
+            return _unknown_item()
+        fanned = self.federation.fan_out(
+            [(adapter.system.value, _bind(adapter.fetch, ref.record_id))], self.default_timeout_seconds
+        )
+        if fanned.all_failed:
+            return fanned.advisories[0]
+        record = fanned.results[0][1]
+        return record if record is not None else _unknown_item()
 
     def available(self) -> bool:
         fanned = self.federation.fan_out(
@@ -219,9 +227,6 @@ class SearchRetrieveService:
 
     def data_owners(self) -> tuple[tuple[str, SourceSystem], ...]:
         return tuple((a.owner, a.system) for a in self.hub.adapters)
-
-    def _adapter(self, source: str):
-        return next((a for a in self.hub.adapters if a.system.value == source), None)
 
 
 def _bind(function, *args):

@@ -16,7 +16,8 @@ from leis_gateway.domain import Criterion, Purpose, QueryField, QueryMatch
 from leis_gateway.lexs import requests as lexs_requests
 from leis_gateway.lexs.namespaces import LEXS
 from leis_gateway.policy.agreements import AgreementRegistry
-from leis_gateway.security.pki import ensure_demo_pki
+from leis_gateway.security.pki import SigningCredentials, ensure_demo_pki, load_signing_credentials
+from leis_gateway.security.wssec import sign_envelope
 from leis_gateway.security.tls import base_url, make_tls_server
 from leis_gateway.sources.demo import build_demo_sources
 
@@ -76,13 +77,26 @@ class RunningGateway:
             session.cert = (str(pki / "agencies" / f"{agreement}.crt"), str(pki / "agencies" / f"{agreement}.key"))
         return session
 
+    def credentials(self, agreement: str) -> SigningCredentials:
+        pki = self.home / "pki" / "agencies"
+        return load_signing_credentials(pki / f"{agreement}.key", pki / f"{agreement}.crt")
+
+    def signed(self, body: bytes, agreement: str = "ndex") -> bytes:
+        credentials = self.credentials(agreement)
+        envelope = etree.fromstring(body)
+        sign_envelope(envelope, credentials.key, credentials.certificate)
+        return etree.tostring(envelope)
+
     def post(self, body: bytes, agreement: str | None = "ndex", content_type: str = "text/xml; charset=utf-8",
-             **kwargs) -> requests.Response:
+             sign: bool = False, **kwargs) -> requests.Response:
+        if sign:
+            body = self.signed(body, agreement)
         with self.session(agreement) as session:
             return session.post(self.url, data=body, headers={"Content-Type": content_type}, timeout=30, **kwargs)
 
     def call(self, operation: str, message: etree._Element, agreement: str = "ndex") -> "Answer":
-        response = self.post(lexs_requests.soap_envelope(lexs_requests.wrap_request(operation, message)), agreement)
+        envelope = lexs_requests.soap_envelope(lexs_requests.wrap_request(operation, message))
+        response = self.post(envelope, agreement, sign=True)
         return Answer.of(response)
 
 

@@ -76,7 +76,7 @@ def test_a_schema_invalid_body_gets_an_invalid_request_naming_element_and_line(g
     body = lexs_requests.soap_envelope(lexs_requests.wrap_request("doStructuredSearch", message))
     body = etree.tostring(etree.fromstring(body), pretty_print=True)  # so that lines mean something
     with caplog.at_level(logging.DEBUG):
-        answer = Answer.of(gateway.post(body))
+        answer = Answer.of(gateway.post(body, sign=True))
     assert answer.status == 200
     assert etree.QName(answer.root.find("soap:Body", NS)[0]).localname == "doSearchResponse"
     assert answer.result_code == "Error"
@@ -91,7 +91,7 @@ def test_a_schema_invalid_body_gets_an_invalid_request_naming_element_and_line(g
 def test_a_wrapper_with_two_messages_is_an_invalid_request(gateway):
     wrapper = lexs_requests.wrap_request("getCapabilities", lexs_requests.service_provider_request(requester()))
     wrapper.append(lexs_requests.service_provider_request(requester()))
-    answer = Answer.of(gateway.post(lexs_requests.soap_envelope(wrapper)))
+    answer = Answer.of(gateway.post(lexs_requests.soap_envelope(wrapper), sign=True))
     assert answer.result_code == "Error"
     assert answer.advisories[0][0] == "InvalidRequest"
 

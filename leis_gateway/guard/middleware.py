@@ -176,11 +176,13 @@ class Guard:
             declared = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             raise faults.NOT_XML from None
-        if declared > self.max_body_bytes:
-            raise faults.TOO_LARGE
         stream = environ["wsgi.input"]
-        data = stream.read(min(declared, self.max_body_bytes + 1) if declared else self.max_body_bytes + 1)
+        if declared > self.max_body_bytes:
+            _drain(stream, declared)
+            raise faults.TOO_LARGE
+        data = stream.read(declared if declared else self.max_body_bytes + 1)
         if len(data) > self.max_body_bytes:
+            _drain(stream, DRAIN_LIMIT)
             raise faults.TOO_LARGE
         if not data:
             raise faults.EMPTY
@@ -209,10 +211,21 @@ class Guard:
         headers = [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))]
         if exchange is not None:
             headers.append(("X-Correlation-ID", exchange.correlation_id))
-        if fault is faults.TOO_LARGE:
-            headers.append(("Connection", "close"))  # the unread rest of the body is abandoned
         start_response(_status_line(fault.http_status), headers)
         return [body]
+
+
+DRAIN_LIMIT = 64 * 1024 * 1024  # the TLS server refuses larger bodies itself
+
+
+def _drain(stream, declared: int) -> None:
+    """Read and drop an oversized body so the client gets our fault, not a reset connection."""
+    remaining = min(declared, DRAIN_LIMIT)
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 1 << 16))
+        if not chunk:
+            return
+        remaining -= len(chunk)
 
 
 def _status_line(code: int) -> str:

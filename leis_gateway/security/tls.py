@@ -25,7 +25,7 @@ from cryptography import x509
 
 # TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3 suites are OpenSSL's (all AEAD).
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM"
-DEFAULT_MAX_REQUEST_BODY = 16 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BODY = 64 * 1024 * 1024  # the guard enforces the real limit with a SOAP fault
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 
 WILDCARDS = "*?"
 
@@ -20,10 +21,13 @@ _NOT_ALNUM_OR_HASH = re.compile(r"[^A-Z0-9#]+")
 
 
 def _fold(value: str) -> str:
+    if value.isascii():
+        return value.upper()
     decomposed = unicodedata.normalize("NFKD", value)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
 
 
+@lru_cache(maxsize=8192)  # the loader meets the same names, streets and cities again and again
 def normalise_text(value: str) -> str:
     """Names, cities, words: "  o'Brien-smith " -> "OBRIEN SMITH"."""
     return _NOT_ALNUM.sub(" ", _APOSTROPHES.sub("", _fold(value))).strip()
@@ -122,6 +126,7 @@ STREET_SUFFIXES = frozenset(
 )
 
 
+@lru_cache(maxsize=8192)
 def normalise_street_name(value: str) -> str:
     """"Main Street" and "MAIN ST." -> "MAIN ST" (USPS suffix and direction abbreviations)."""
     return " ".join(_STREET_WORDS.get(word, word) for word in normalise_text(value).split())
