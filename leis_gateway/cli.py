@@ -125,11 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     agreement_commands = agreements.add_subparsers(dest="agreements_command", required=True)
     listing = agreement_commands.add_parser("list", help="print every agreement")
     listing.set_defaults(func=cmd_agreements_list)
+
+    from .audit.cli import add_audit_commands
+
+    def open_audit_log():
+        from .app import open_audit
+
+        return open_audit(_settings(parser.parse_known_args()[0]))
+
+    add_audit_commands(commands, open_audit_log)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -95,7 +95,7 @@ RELEASABLE_RECORDS: Mapping[SourceSystem, RecordRule] = {
     SourceSystem.TECS: RecordRule(
         kinds=frozenset({"subject"}),
         statuses=frozenset({RecordStatus.CLOSED}),
-        roles=frozenset({PersonRole.SUSPECT}),
+        roles=frozenset({PersonRole.SUSPECT, PersonRole.WITNESS}),
     ),
     SourceSystem.EID: RecordRule(
         kinds=frozenset({"person", "arrest"}),
