@@ -24,7 +24,8 @@ from .security.pki import certificate_fingerprint, load_signing_credentials
 from .security.tls import client_certificate_from_environ
 from .service import SearchRetrieveService
 from .soap import faults
-from .soap.application import REQUEST_TAGS, soap_application
+from .lexs import schema
+from .soap.application import OPERATION_BY_WRAPPER_TAG, soap_application
 from .soap.endpoint import LexsEndpoint
 from .soap.faults import SoapFault
 from .soap.wsdl import ContractDocuments
@@ -99,6 +100,7 @@ def open_audit(settings: Settings) -> AuditLog:
 
 
 def create_gateway(settings: Settings) -> Gateway:
+    schema.gateway_schema()  # compile once at start-up, not on the first request
     registry = AgreementRegistry(settings.registry_path)
     audit = open_audit(settings)
     hub = open_hub(settings.sources_dir)
@@ -119,7 +121,7 @@ def create_gateway(settings: Settings) -> Gateway:
     gateway.wsgi = Guard(
         soap_application(endpoint),
         path=SR_PATH,
-        operations=REQUEST_TAGS,
+        operations={tag: op.name for tag, op in OPERATION_BY_WRAPPER_TAG.items()},
         max_body_bytes=settings.max_body_bytes,
         identify=gateway.identify,
         hooks=Edge(audit, registry, credentials, require_signature=settings.require_signature),

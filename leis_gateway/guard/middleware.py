@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, Mapping, Protocol
 
 from ..soap import faults
 from ..soap.faults import SoapFault, fault_envelope
@@ -80,7 +80,7 @@ class Guard:
         inner: WsgiApp,
         *,
         path: str,
-        operations: frozenset[str],
+        operations: Mapping[str, str],  # request wrapper tag -> operation name
         max_body_bytes: int,
         identify: Callable[[dict], Caller | SoapFault],
         hooks: ExchangeHooks | None = None,
@@ -126,7 +126,7 @@ class Guard:
             try:
                 self._check_content_type(environ)
                 exchange.envelope = parse_envelope(exchange.raw_request)
-                exchange.operation = exchange.envelope.operation_element
+                exchange.operation = self.operations.get(exchange.envelope.request.tag)
             except SoapFault as fault:
                 refusal = refusal or fault
             exchange.received = True

@@ -35,10 +35,6 @@ class InboundEnvelope:
     body: etree._Element
     request: etree._Element  # the single child of Body: the SR wrapper element
 
-    @property
-    def operation_element(self) -> str:
-        return etree.QName(self.request).localname
-
 
 def parse_envelope(data: bytes) -> InboundEnvelope:
     """Parse and check the SOAP 1.1 shape; raise a `SoapFault` naming the first problem."""

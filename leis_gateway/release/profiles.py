@@ -71,7 +71,7 @@ ATTACHMENT_ELEMENT = "attachment_uri"
 # not part of a postal address, so it is treated like an identifier.
 QUERY_GATED_ELEMENTS: Mapping[str, QueryField] = {
     **{name: query_field for name, (query_field, _) in IDENTIFIER_ELEMENTS.items()},
-    "address.phone": QueryField.PHONE,
+    
 }
 
 RELEASABLE_ELEMENTS: frozenset[str] = frozenset(
@@ -95,7 +95,7 @@ RELEASABLE_RECORDS: Mapping[SourceSystem, RecordRule] = {
     SourceSystem.TECS: RecordRule(
         kinds=frozenset({"subject"}),
         statuses=frozenset({RecordStatus.CLOSED}),
-        roles=frozenset({PersonRole.SUSPECT, PersonRole.WITNESS}),
+        roles=frozenset({PersonRole.SUSPECT}),
     ),
     SourceSystem.EID: RecordRule(
         kinds=frozenset({"person", "arrest"}),

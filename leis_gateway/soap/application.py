@@ -6,7 +6,6 @@ into domain objects by the `OperationHandler` (see `endpoint.py`), not by spyne.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from lxml import etree
@@ -15,28 +14,9 @@ from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
 from ..guard.middleware import ENVIRON_EXCHANGE, Exchange
+from ..lexs.namespaces import OPERATIONS, SR, Operation
 
-SR_NS = "http://usdoj.gov/leisp/lexs/searchretrieve/3.1"
-
-
-@dataclass(frozen=True)
-class Operation:
-    name: str
-    request_wrapper: str
-    response_wrapper: str
-
-
-OPERATIONS: tuple[Operation, ...] = (
-    Operation("doStructuredSearch", "doStructuredSearchRequest", "doSearchResponse"),
-    Operation("doTextSearch", "doTextSearchRequest", "doSearchResponse"),
-    Operation("getDataItem", "getDataItemRequest", "getDataItemResponse"),
-    Operation("getAttachment", "getAttachmentRequest", "getAttachmentResponse"),
-    Operation("getCapabilities", "getCapabilitiesRequest", "getCapabilitiesResponse"),
-    Operation("getDataOwners", "getDataOwnersRequest", "getDataOwnersResponse"),
-    Operation("getAvailability", "getAvailabilityRequest", "getAvailabilityResponse"),
-)
-OPERATION_BY_WRAPPER = {op.request_wrapper: op for op in OPERATIONS}
-REQUEST_TAGS = frozenset(f"{{{SR_NS}}}{op.request_wrapper}" for op in OPERATIONS)
+OPERATION_BY_WRAPPER_TAG: dict[str, Operation] = {op.request_wrapper_qname: op for op in OPERATIONS.values()}
 
 # (operation, the request wrapper element, the exchange) -> the LEXS response message
 OperationHandler = Callable[[Operation, etree._Element, Exchange], etree._Element]
@@ -57,14 +37,14 @@ def _service(handler: OperationHandler) -> type[ServiceBase]:
             _out_message_name=operation.response_wrapper,
         )(call)
 
-    members = {op.name: method(op) for op in OPERATIONS}
+    members = {op.name: method(op) for op in OPERATIONS.values()}
     return type("LexsSearchRetrieveService", (ServiceBase,), members)
 
 
 def soap_application(handler: OperationHandler) -> WsgiApplication:
     application = Application(
         [_service(handler)],
-        tns=SR_NS,
+        tns=SR,
         name="LEXSSearchRetrieveService",
         in_protocol=Soap11(validator=None),
         out_protocol=Soap11(),

@@ -169,16 +169,19 @@ def compile_query(session: Session, schema: RecordSchema, query: Query) -> list[
 
 
 def select_matches(schema: RecordSchema, predicates: list[Predicate], limit: int):
-    """SELECT of the best `limit` rows, best first (ties by record id, for stable answers)."""
+    """SELECT of the best `limit` rows, best first; ties in row order (pk: the same on any database).
+
+    The rows are picked by their primary keys first, so the database can often choose and sort
+    them from its indexes alone and read only the `limit` rows it returns.
+    """
     model = schema.model
-    statement = select(model).where(and_(*(p.clause for p in predicates)))
     variable = [p.sql_score for p in predicates if not isinstance(p.sql_score, int)]
+    ordering = [model.pk]
     if variable:
-        ordering = prod((cast(s, Float) for s in variable[1:]), start=cast(variable[0], Float))
-        statement = statement.order_by(ordering.desc(), model.record_id)
-    else:
-        statement = statement.order_by(model.record_id)
-    return statement.limit(max(limit, 0))
+        score = prod((cast(s, Float) for s in variable[1:]), start=cast(variable[0], Float))
+        ordering = [score.desc(), model.pk]
+    best = select(model.pk).where(and_(*(p.clause for p in predicates))).order_by(*ordering).limit(max(limit, 0))
+    return select(model).where(model.pk.in_(best)).order_by(*ordering)
 
 
 def combined_score(predicates: list[Predicate], row: Any) -> int | None:

@@ -227,7 +227,7 @@ class PersonRecordAdapter:
                     log.warning("%s: a row the database matched failed the row check", self.system)
                     continue
                 found.append(self._record(row, score))
-        found.sort(key=lambda r: (-r.score, r.record_id))
+        found.sort(key=lambda r: -r.score)  # stable: ties keep the database's row order
         return found
 
     def fetch(self, record_id: str) -> SourceRecord | None:
