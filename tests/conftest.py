@@ -1,29 +1,27 @@
 """Shared fixtures: the official schemas, a demo state, and the real gateway on a free port."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
 
-from leis_gateway.config import PROJECT_ROOT
 
-OFFICIAL_LEXS = PROJECT_ROOT.parent / "shared" / "lexs-3.1.4"
-OFFICIAL_XSD = OFFICIAL_LEXS / "xsd" / "lexs" / "3.1" / "lexs.xsd"
+def pytest_terminal_summary(terminalreporter):
+    from support import OFFICIAL_LEXS
+
+    if not OFFICIAL_LEXS.exists():
+        terminalreporter.write_line(
+            f"!!! official LEXS schemas not found at {OFFICIAL_LEXS}: validation of the gateway's "
+            "messages against the official lexs.xsd was SKIPPED !!!", red=True, bold=True,
+        )
 
 
 @pytest.fixture(scope="session")
 def official_schema():
-    """The official LEXS 3.1.4 message schema, or None (loudly) where shared/ is absent."""
-    if not OFFICIAL_XSD.exists():
-        warnings.warn(
-            f"official LEXS schema not found at {OFFICIAL_XSD}: official validation is SKIPPED",
-            pytest.PytestWarning,
-        )
-        return None
-    from lxml import etree
+    """The official LEXS 3.1.4 message schema, or None where shared/ is absent (said at the end)."""
+    from support import official_schema
 
-    return etree.XMLSchema(etree.parse(str(OFFICIAL_XSD)))
+    return official_schema()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import requests
 from lxml import etree
 
 from leis_gateway.app import Gateway, create_gateway, load_or_create_secret
-from leis_gateway.config import SR_PATH, Settings
+from leis_gateway.config import PROJECT_ROOT, SR_PATH, Settings
 from leis_gateway.domain import Criterion, Purpose, QueryField, QueryMatch
 from leis_gateway.lexs import requests as lexs_requests
 from leis_gateway.lexs.namespaces import LEXS
@@ -22,6 +23,7 @@ from leis_gateway.security.tls import base_url, make_tls_server
 from leis_gateway.sources.demo import build_demo_sources
 
 TEST_PEOPLE = 300
+OFFICIAL_LEXS = PROJECT_ROOT.parent / "shared" / "lexs-3.1.4"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 NS = {"soap": SOAP_NS, "lexs": LEXS, "sr": "http://usdoj.gov/leisp/lexs/searchretrieve/3.1",
       "lexsdigest": "http://usdoj.gov/leisp/lexs/digest/3.1", "nc": "http://niem.gov/niem/niem-core/2.0"}
@@ -95,9 +97,27 @@ class RunningGateway:
             return session.post(self.url, data=body, headers={"Content-Type": content_type}, timeout=30, **kwargs)
 
     def call(self, operation: str, message: etree._Element, agreement: str = "ndex") -> "Answer":
+        """Send one signed LEXS message; a LEXS answer is checked against the official schema."""
         envelope = lexs_requests.soap_envelope(lexs_requests.wrap_request(operation, message))
-        response = self.post(envelope, agreement, sign=True)
-        return Answer.of(response)
+        answer = Answer.of(self.post(envelope, agreement, sign=True))
+        if answer.fault_cause is None:
+            assert_officially_valid(answer.message)
+        return answer
+
+
+@functools.cache
+def official_schema() -> etree.XMLSchema | None:
+    from leis_gateway.lexs import schema
+
+    return schema.official_schema(OFFICIAL_LEXS) if OFFICIAL_LEXS.exists() else None
+
+
+def assert_officially_valid(message: etree._Element) -> None:
+    """Every LEXS message the gateway emits must validate against the official lexs.xsd."""
+    official = official_schema()
+    if official is None:  # conftest says so loudly at the end of the run
+        return
+    assert official.validate(message), [str(e) for e in official.error_log][:5]
 
 
 @dataclass(frozen=True)

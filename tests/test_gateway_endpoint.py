@@ -168,3 +168,11 @@ def test_data_owners_name_ice_and_cbp_systems(gateway):
     text = etree.tostring(answer.message, encoding="unicode")
     for owner in ("TECS", "EID"):
         assert owner in text
+
+
+def test_the_official_schemas_are_there_to_judge_the_gateway():
+    from support import OFFICIAL_LEXS
+
+    if not OFFICIAL_LEXS.exists():
+        pytest.skip(f"official LEXS schemas absent at {OFFICIAL_LEXS}: official validation skipped")
+    assert (OFFICIAL_LEXS / "xsd" / "lexs" / "3.1" / "lexs.xsd").is_file()
