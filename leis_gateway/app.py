@@ -16,12 +16,12 @@ from .config import SR_PATH, Settings
 from .audit import AuditLog, load_or_create_key
 from .federation import Federation
 from .guard.edge import Edge
+from .guard.identity import CertificateIdentity
 from .guard.middleware import Caller, Guard
 from .lexs import build
 from .policy.agreements import AgreementRegistry
 from .release.tokens import ItemTokens
 from .security.pki import certificate_fingerprint, load_signing_credentials
-from .security.tls import client_certificate_from_environ
 from .service import SearchRetrieveService
 from .soap import faults
 from .lexs import schema
@@ -64,11 +64,15 @@ class Gateway:
     service: SearchRetrieveService
     contract: ContractDocuments
     wsgi: Guard
+    identity: CertificateIdentity | None = None  # None: read from settings on first use
 
     def identify(self, environ: dict) -> Caller | SoapFault:
-        certificate = client_certificate_from_environ(environ)
-        if certificate is None:
-            return faults.NO_CLIENT_CERT
+        """The caller: a checked client certificate (guard/identity.py), then its agreement."""
+        if self.identity is None:
+            self.identity = certificate_identity(self.settings)
+        certificate = self.identity.certificate(environ)
+        if isinstance(certificate, SoapFault):
+            return certificate
         return self.caller_for(certificate)
 
     def caller_for(self, certificate: x509.Certificate) -> Caller | SoapFault:
@@ -95,6 +99,15 @@ class Gateway:
         self.audit.close()
 
 
+def certificate_identity(settings: Settings) -> CertificateIdentity:
+    return CertificateIdentity(
+        settings.client_ca_file,
+        crl=settings.crl_path,
+        trusted_proxies=settings.trusted_proxies,
+        header=settings.client_cert_header,
+    )
+
+
 def open_audit(settings: Settings) -> AuditLog:
     return AuditLog.open(settings.audit_database_url, *load_or_create_key(settings.audit_key_path))
 
@@ -116,7 +129,9 @@ def create_gateway(settings: Settings) -> Gateway:
     )
     contract = ContractDocuments(settings.wsdl_path, settings.endpoint_url)
     endpoint = LexsEndpoint(service, DHS)
-    gateway = Gateway(settings, registry, hub, federation, audit, service, contract, wsgi=None)  # type: ignore[arg-type]
+    identity = certificate_identity(settings)
+    gateway = Gateway(settings, registry, hub, federation, audit, service, contract, wsgi=None,  # type: ignore[arg-type]
+                      identity=identity)
     credentials = load_signing_credentials(settings.pki_dir / "server.key", settings.pki_dir / "server.crt")
     gateway.wsgi = Guard(
         soap_application(endpoint),
@@ -124,7 +139,8 @@ def create_gateway(settings: Settings) -> Gateway:
         operations={tag: op.name for tag, op in OPERATION_BY_WRAPPER_TAG.items()},
         max_body_bytes=settings.max_body_bytes,
         identify=gateway.identify,
-        hooks=Edge(audit, registry, credentials, require_signature=settings.require_signature),
+        hooks=Edge(audit, registry, credentials, require_signature=settings.require_signature,
+                   certificates=identity),
         get_handler=gateway.serve_get,
     )
     return gateway

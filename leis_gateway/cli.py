@@ -116,9 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     validate = commands.add_parser("validate", help="validate LEXS 3.1 messages against the schemas")
-    validate.add_argument("files", nargs="+", help="files or directories; - for stdin")
-    validate.add_argument("--schema-dir", type=Path, default=None)
-    validate.add_argument("--json", action="store_true")
+    validate.add_argument("files", nargs="+",
+                          help="files or directories (every *.xml under it); - for stdin. Exit 0 valid, "
+                               "1 invalid, 2 unusable input")
+    validate.add_argument("--schema-dir", type=Path, default=None,
+                          help="an xsd/ folder or a release holding one, e.g. ../shared/lexs-3.1.4 "
+                               "(default: the project's xsd/)")
+    validate.add_argument("--json", action="store_true", help="print the results as JSON")
     validate.set_defaults(func=cmd_validate)
 
     agreements = commands.add_parser("agreements", help="the agreements registry")

@@ -30,11 +30,20 @@ class Settings:
     demo_people: int = 3000
     schema_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "xsd")
     wsdl_path: Path = field(default_factory=lambda: PROJECT_ROOT / "wsdl" / "lexs-sr.wsdl")
+    # --- client identity (guard/identity.py, docs/nginx.md) ----------------------------------
+    client_ca_path: Path | None = None  # CA certificate(s) clients must chain to; default $LEIS_HOME/pki/ca.crt
+    crl_path: Path | None = None  # a PEM/DER CRL, reloaded when it changes; none: no revocation check
+    trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose forwarded certificate header is trusted
+    client_cert_header: str = "X-SSL-Client-Cert"  # URL-encoded PEM (nginx $ssl_client_escaped_cert)
 
     # --- derived locations -----------------------------------------------------------------
     @property
     def pki_dir(self) -> Path:
         return self.home / "pki"
+
+    @property
+    def client_ca_file(self) -> Path:
+        return self.client_ca_path or self.pki_dir / "ca.crt"
 
     @property
     def sources_dir(self) -> Path:
@@ -78,4 +87,10 @@ class Settings:
             server_threads=int(env.get("LEIS_THREADS", defaults.server_threads)),
             require_signature=env.get("LEIS_REQUIRE_SIGNATURE", "1") not in ("0", "false", "no"),
             demo_people=int(env.get("LEIS_DEMO_PEOPLE", defaults.demo_people)),
+            client_ca_path=Path(env["LEIS_CLIENT_CA"]) if env.get("LEIS_CLIENT_CA") else None,
+            crl_path=Path(env["LEIS_CRL"]) if env.get("LEIS_CRL") else None,
+            trusted_proxies=tuple(
+                p.strip() for p in env.get("LEIS_TRUSTED_PROXIES", "").split(",") if p.strip()
+            ),
+            client_cert_header=env.get("LEIS_CLIENT_CERT_HEADER") or defaults.client_cert_header,
         )

@@ -407,3 +407,4 @@ class Agreement:
     expires: date | None = None
     certificate_fingerprints: frozenset[str] = field(default_factory=frozenset)
     endpoint: str | None = None  # partner SR endpoint for two-way sharing
+    allow_sha1: bool = False  # legacy peers only: accept RSA-SHA1/SHA-1 signatures (registry "allow_sha1": true)

@@ -26,6 +26,7 @@ from ..security.wssec import (
 )
 from ..soap import faults
 from ..soap.faults import SoapFault
+from .identity import CertificateIdentity
 from .middleware import Exchange
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Edge:
     credentials: SigningCredentials
     signatures: SignatureConfiguration = DEFAULT_CONFIGURATION
     require_signature: bool = True
+    certificates: CertificateIdentity | None = None  # the signer's certificate passes the caller's checks
 
     # --- inbound ---------------------------------------------------------------------------
     def received(self, exchange: Exchange) -> None:
@@ -88,6 +90,13 @@ class Edge:
             signer = self.registry.by_certificate(verified.signer_certificate)
             if signer is None or signer.id != exchange.caller.agreement_id:
                 raise WsSecurityError(ErrorCode.WRONG_SIGNER)
+            if self.certificates is not None:  # bound by CN, a signer must be our CA's, valid, not revoked
+                checked = self.certificates.check(verified.signer_certificate)
+                if checked in (faults.CERTIFICATE_REVOKED, faults.REVOCATION_UNAVAILABLE):
+                    exchange.notes["fault"] = checked.code
+                    raise checked
+                if isinstance(checked, SoapFault):
+                    raise WsSecurityError(ErrorCode.WRONG_SIGNER)
             if not self.audit.remember_once(verified.replay_key, verified.replay_window_ends):
                 raise WsSecurityError(ErrorCode.REPLAY)
         except WsSecurityError as refused:

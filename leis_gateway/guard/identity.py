@@ -29,8 +29,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -164,21 +163,11 @@ class RevocationList:
 
 # --- the check -------------------------------------------------------------------------------
 
-CERTIFICATE_UNTRUSTED = SoapFault("CertificateUntrusted", "The client certificate is not issued by a trusted CA.")
-CERTIFICATE_EXPIRED = SoapFault("CertificateExpired", "The client certificate is outside its validity period.")
-CERTIFICATE_REVOKED = SoapFault("CertificateRevoked", "The client certificate has been revoked.")
-UNTRUSTED_PROXY = SoapFault("UntrustedProxy", "A forwarded client certificate is accepted only from a trusted proxy.")
-REVOCATION_UNAVAILABLE = SoapFault(
-    "RevocationUnavailable",
-    "Certificate revocation cannot be checked; try again later.",
-    client_error=False,
-    http_status=503,
-)
-
-
-@dataclass(frozen=True)
-class _Anchor:
-    certificate: x509.Certificate
+CERTIFICATE_UNTRUSTED = faults.CERTIFICATE_UNTRUSTED
+CERTIFICATE_EXPIRED = faults.CERTIFICATE_EXPIRED
+CERTIFICATE_REVOKED = faults.CERTIFICATE_REVOKED
+UNTRUSTED_PROXY = faults.UNTRUSTED_PROXY
+REVOCATION_UNAVAILABLE = faults.REVOCATION_UNAVAILABLE
 
 
 class CertificateIdentity:

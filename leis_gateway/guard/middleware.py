@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ class Guard:
             return self._fault(start_response, faults.NOT_POST, None)
 
         exchange = Exchange(
-            correlation_id=environ.get("HTTP_X_CORRELATION_ID", "")[:64] or uuid.uuid4().hex,
+            correlation_id=_correlation_id(environ.get("HTTP_X_CORRELATION_ID", "")),
             received_at=time.monotonic(),
             raw_request=b"",
         )
@@ -226,6 +227,14 @@ def _drain(stream, declared: int) -> None:
         if not chunk:
             return
         remaining -= len(chunk)
+
+
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _correlation_id(offered: str) -> str:
+    """The client's correlation id if it is a plain token (it is logged and echoed), else a new one."""
+    return offered if _CORRELATION_ID.fullmatch(offered) else uuid.uuid4().hex
 
 
 def _status_line(code: int) -> str:

@@ -41,6 +41,10 @@ def parse_envelope(data: bytes) -> InboundEnvelope:
     if not data.strip():
         raise faults.EMPTY
     head = data[:1024].lstrip()
+    if head.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark does not hide the declaration
+        head = head[3:].lstrip()
+    if b"\x00" in data:  # never in UTF-8 XML; always in UTF-16/32, with or without a BOM
+        raise faults.NOT_UTF8
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise faults.DTD
     if head.startswith(b"<?xml"):
@@ -84,11 +88,12 @@ def parse_envelope(data: bytes) -> InboundEnvelope:
 def _has_processing_instruction(root: etree._Element) -> bool:
     for _ in root.iter(etree.ProcessingInstruction):
         return True
-    sibling = root.getprevious()
-    while sibling is not None:
-        if isinstance(sibling, etree._ProcessingInstruction):
-            return True
-        sibling = sibling.getprevious()
+    for step in (etree._Element.getprevious, etree._Element.getnext):  # before and after the root
+        sibling = step(root)
+        while sibling is not None:
+            if isinstance(sibling, etree._ProcessingInstruction):
+                return True
+            sibling = step(sibling)
     return False
 
 

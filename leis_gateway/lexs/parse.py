@@ -30,6 +30,7 @@ from leis_gateway.domain import (
     TextSearchRequest,
     UserAssertion,
 )
+from leis_gateway.lexs.digest_paths import FIELD_BY_LOCAL_PATH
 from leis_gateway.lexs.namespaces import LEXS, NC, OPERATIONS, SR, local_name, prefixed, qname
 
 __all__ = [
@@ -311,36 +312,8 @@ def lenient_metadata(element: etree._Element | None) -> tuple[MessageHeader | No
 
 # --- which Digest paths mean which query field --------------------------------------------------
 
-_PERSON = ("EntityPerson", "Person")
-_ADDRESS = ("EntityLocation", "Location", "LocationAddress")
-_STRUCTURED = _ADDRESS + ("StructuredAddress",)
-
 #: The Digest leaf paths (as `QueryStatement.path`) the gateway understands, and what they mean.
-#: This is the vocabulary `build` emits, so a gateway's answer can be queried back verbatim.
-DIGEST_QUERY_PATHS: dict[tuple[str, ...], QueryField] = {
-    _PERSON + ("PersonName", "PersonFullName"): QueryField.FULL_NAME,
-    _PERSON + ("PersonName", "PersonGivenName"): QueryField.GIVEN_NAME,
-    _PERSON + ("PersonName", "PersonMiddleName"): QueryField.MIDDLE_NAME,
-    _PERSON + ("PersonName", "PersonSurName"): QueryField.SURNAME,
-    _PERSON + ("PersonBirthDate", "Date"): QueryField.BIRTH_DATE,
-    _PERSON + ("PersonSSNIdentification", "IdentificationID"): QueryField.SSN,
-    _PERSON + ("PersonPassportIdentification", "IdentificationID"): QueryField.PASSPORT,
-    _PERSON + ("PersonOtherIdentification", "IdentificationID"): QueryField.ENCOUNTER_ID,
-    _PERSON + ("PersonAugmentation", "AlienNumber", "IdentificationID"): QueryField.A_NUMBER,
-    _PERSON + ("PersonAugmentation", "DriverLicense", "DriverLicenseIdentification",
-               "IdentificationID"): QueryField.DRIVER_LICENSE,
-    _ADDRESS + ("AddressFullText",): QueryField.FULL_ADDRESS,
-    _STRUCTURED + ("LocationStreet", "StreetNumberText"): QueryField.STREET_NUMBER,
-    _STRUCTURED + ("LocationStreet", "StreetName"): QueryField.STREET_NAME,
-    _STRUCTURED + ("AddressSecondaryUnitText",): QueryField.SECONDARY_UNIT,
-    _STRUCTURED + ("LocationCityName",): QueryField.CITY,
-    _STRUCTURED + ("LocationStateName",): QueryField.STATE,
-    _STRUCTURED + ("LocationCountryName",): QueryField.COUNTRY,
-    _STRUCTURED + ("LocationPostalCode",): QueryField.POSTAL_CODE,
-    ("EntityTelephoneNumber", "TelephoneNumber", "FullTelephoneNumber", "TelephoneNumberFullID"): QueryField.PHONE,
-    ("EntityActivity", "Activity", "ActivityIdentification", "IdentificationID"): QueryField.ACTIVITY_NUMBER,
-    ("EntityActivity", "Activity", "ActivityDescriptionText"): QueryField.ACTIVITY_DESCRIPTION,
-}
+DIGEST_QUERY_PATHS = FIELD_BY_LOCAL_PATH
 
 
 def query_field(statement: QueryStatement) -> QueryField | None:

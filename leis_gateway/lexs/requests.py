@@ -12,43 +12,8 @@ from lxml import etree
 
 from ..domain import Criterion, MessageHeader, Purpose, QueryField, QueryMatch
 from . import build
+from .digest_paths import FIELD_PATHS
 from .namespaces import DIGEST, IM, J, LEXS, NC, NSMAP, OPERATIONS, SR, qname
-
-_PERSON = ("lexsdigest:EntityPerson", "lexsdigest:Person")
-_ADDRESS = ("lexsdigest:EntityLocation", "nc:Location", "nc:LocationAddress")
-_STREET = (*_ADDRESS, "nc:StructuredAddress", "nc:LocationStreet")
-_ACTIVITY = ("lexsdigest:EntityActivity", "nc:Activity")
-
-#: Where each permitted field lives in a Digest query (NIEM 2.0 / LEXS 3.1 element names).
-FIELD_PATHS: dict[QueryField, tuple[str, ...]] = {
-    QueryField.FULL_NAME: (*_PERSON, "nc:PersonName", "nc:PersonFullName"),
-    QueryField.GIVEN_NAME: (*_PERSON, "nc:PersonName", "nc:PersonGivenName"),
-    QueryField.MIDDLE_NAME: (*_PERSON, "nc:PersonName", "nc:PersonMiddleName"),
-    QueryField.SURNAME: (*_PERSON, "nc:PersonName", "nc:PersonSurName"),
-    QueryField.BIRTH_DATE: (*_PERSON, "nc:PersonBirthDate", "nc:Date"),
-    QueryField.SSN: (*_PERSON, "nc:PersonSSNIdentification", "nc:IdentificationID"),
-    QueryField.PASSPORT: (*_PERSON, "nc:PersonPassportIdentification", "nc:IdentificationID"),
-    QueryField.A_NUMBER: (*_PERSON, "lexsdigest:PersonAugmentation", "im:AlienNumber", "nc:IdentificationID"),
-    QueryField.ENCOUNTER_ID: (*_PERSON, "nc:PersonOtherIdentification", "nc:IdentificationID"),
-    QueryField.DRIVER_LICENSE: (
-        *_PERSON, "j:PersonAugmentation", "nc:DriverLicense", "nc:DriverLicenseIdentification",
-        "nc:IdentificationID",
-    ),
-    QueryField.FULL_ADDRESS: (*_ADDRESS, "nc:AddressFullText"),
-    QueryField.STREET_NUMBER: (*_STREET, "nc:StreetNumberText"),
-    QueryField.STREET_NAME: (*_STREET, "nc:StreetName"),
-    QueryField.SECONDARY_UNIT: (*_ADDRESS, "nc:StructuredAddress", "nc:AddressSecondaryUnitText"),
-    QueryField.CITY: (*_ADDRESS, "nc:StructuredAddress", "nc:LocationCityName"),
-    QueryField.STATE: (*_ADDRESS, "nc:StructuredAddress", "nc:LocationStateName"),
-    QueryField.COUNTRY: (*_ADDRESS, "nc:StructuredAddress", "nc:LocationCountryName"),
-    QueryField.POSTAL_CODE: (*_ADDRESS, "nc:StructuredAddress", "nc:LocationPostalCode"),
-    QueryField.PHONE: (
-        "lexsdigest:EntityTelephoneNumber", "lexsdigest:TelephoneNumber", "nc:FullTelephoneNumber",
-        "nc:TelephoneNumberFullID",
-    ),
-    QueryField.ACTIVITY_NUMBER: (*_ACTIVITY, "nc:ActivityIdentification", "nc:IdentificationID"),
-    QueryField.ACTIVITY_DESCRIPTION: (*_ACTIVITY, "nc:ActivityDescriptionText"),
-}
 
 _NS = {"lexsdigest": DIGEST, "nc": NC, "j": J, "im": IM, "lexs": LEXS}
 

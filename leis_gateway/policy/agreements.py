@@ -7,7 +7,7 @@ File shape (see fixtures/agreements.json):
                                       "elements": [...], "sources": [...]}},   # may only narrow
      "agreements": [{"id", "agency_name", "ori", "certificate": {"sha256": ... | [...],
                      "subject_cn": ...}, "status", "direction", "purposes", "release_profile",
-                     "expires", "endpoint"}]}
+                     "expires", "endpoint", "allow_sha1" (optional, default false)}]}
 
 A certificate is bound by SHA-256 fingerprint (preferred) or, for the demo whose PKI is made
 at `init`, by the subject CN of a certificate the configured CA issued (the TLS layer checks
@@ -43,7 +43,7 @@ _ORI = re.compile(r"[A-Z]{2}[A-Z0-9]{7}")
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _AGREEMENT_KEYS = frozenset(
     {"id", "agency_name", "ori", "certificate", "status", "direction", "purposes",
-     "release_profile", "expires", "endpoint", "description"}
+     "release_profile", "expires", "endpoint", "description", "allow_sha1"}
 )
 _REQUIRED_KEYS = frozenset({"id", "agency_name", "ori", "certificate", "status", "direction",
                             "purposes", "release_profile"})
@@ -216,6 +216,9 @@ def _parse_agreement(
         raise RegistryError(f"{where}: only two-way agreements are queried, so only they have an endpoint")
 
     fingerprints, cn = _parse_certificate(entry["certificate"], where)
+    allow_sha1 = entry.get("allow_sha1", False)
+    if not isinstance(allow_sha1, bool):
+        raise RegistryError(f"{where}: 'allow_sha1' must be true or false")
     agreement = Agreement(
         id=text("id", _ID),
         agency_name=text("agency_name"),
@@ -227,6 +230,7 @@ def _parse_agreement(
         expires=expires,
         certificate_fingerprints=fingerprints,
         endpoint=endpoint,
+        allow_sha1=allow_sha1,
     )
     return agreement, cn
 
@@ -332,6 +336,8 @@ class AgreementRegistry:
                 return self._reject(str(exc), digest)
             except Exception as exc:  # never into the request path
                 return self._reject(f"unexpected error reading {self.path}: {exc!r}", digest)
+            if self._snapshot.version and snapshot.version == self._snapshot.version:
+                log.warning("agreement registry %s changed but kept version %s", self.path, snapshot.version)
             self._digest = digest
             self._snapshot = snapshot
             self._last_error = None

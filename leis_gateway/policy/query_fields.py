@@ -15,16 +15,13 @@ from datetime import date
 from typing import Callable, Mapping
 
 from ..domain import QueryField, QueryMatch
+from ..lexs.digest_paths import LOCAL_PATHS
 
 WILDCARD_CHARACTERS = frozenset("*?")
 MIN_LITERAL_CHARACTERS = 2  # a wildcard with fewer literal characters would be a batch
 
 _PERSON = ("EntityPerson", "Person")
-_ADDRESS = ("EntityLocation", "Location", "LocationAddress")
-_STRUCTURED = _ADDRESS + ("StructuredAddress",)
-_STREET = _STRUCTURED + ("LocationStreet",)
 _ACTIVITY = ("EntityActivity", "Activity")
-_PHONE = ("EntityTelephoneNumber", "TelephoneNumber")
 
 NAME_MATCHES = frozenset({QueryMatch.EXACT, QueryMatch.FUZZY, QueryMatch.WILDCARD})
 DATE_MATCHES = frozenset({QueryMatch.EXACT, QueryMatch.GT, QueryMatch.GE, QueryMatch.LT, QueryMatch.LE})
@@ -81,11 +78,14 @@ _DOCUMENT_ID = _upper_pattern(r"[A-Z0-9][A-Z0-9\-]{1,24}", strip=" ")
 
 @dataclass(frozen=True)
 class FieldRule:
-    path: tuple[str, ...]
     field: QueryField
     label: str  # what the advisory calls it
     matches: frozenset[QueryMatch]
     normalise: Callable[[str], str | None]
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return LOCAL_PATHS[self.field]  # the Digest vocabulary is lexs's; the rules are ours
 
 
 @dataclass(frozen=True)
@@ -103,30 +103,30 @@ class QualifierRule:
 
 FIELD_RULES: tuple[FieldRule, ...] = (
     # Name
-    FieldRule(_PERSON + ("PersonName", "PersonFullName"), QueryField.FULL_NAME, "full name", NAME_MATCHES, _text(100)),
-    FieldRule(_PERSON + ("PersonName", "PersonGivenName"), QueryField.GIVEN_NAME, "given name", NAME_MATCHES, _text(50)),
-    FieldRule(_PERSON + ("PersonName", "PersonMiddleName"), QueryField.MIDDLE_NAME, "middle name", NAME_MATCHES, _text(50)),
-    FieldRule(_PERSON + ("PersonName", "PersonSurName"), QueryField.SURNAME, "surname", NAME_MATCHES, _text(50)),
-    FieldRule(_PERSON + ("PersonBirthDate", "Date"), QueryField.BIRTH_DATE, "birth date (YYYY-MM-DD)", DATE_MATCHES, _birth_date),
+    FieldRule(QueryField.FULL_NAME, "full name", NAME_MATCHES, _text(100)),
+    FieldRule(QueryField.GIVEN_NAME, "given name", NAME_MATCHES, _text(50)),
+    FieldRule(QueryField.MIDDLE_NAME, "middle name", NAME_MATCHES, _text(50)),
+    FieldRule(QueryField.SURNAME, "surname", NAME_MATCHES, _text(50)),
+    FieldRule(QueryField.BIRTH_DATE, "birth date (YYYY-MM-DD)", DATE_MATCHES, _birth_date),
     # Identifying number
-    FieldRule(_PERSON + ("PersonSSNIdentification", "IdentificationID"), QueryField.SSN, "SSN (9 digits)", EXACT_ONLY, _upper_pattern(r"\d{9}", strip="- ")),
-    FieldRule(_PERSON + ("PersonPassportIdentification", "IdentificationID"), QueryField.PASSPORT, "passport number", EXACT_ONLY, _DOCUMENT_ID),
-    FieldRule(_PERSON + ("PersonAugmentation", "AlienNumber", "IdentificationID"), QueryField.A_NUMBER, "A-number", EXACT_ONLY, _a_number),
-    FieldRule(_PERSON + ("PersonOtherIdentification", "IdentificationID"), QueryField.ENCOUNTER_ID, "encounter identifier", EXACT_ONLY, _DOCUMENT_ID),
-    FieldRule(_PERSON + ("PersonAugmentation", "DriverLicense", "DriverLicenseIdentification", "IdentificationID"), QueryField.DRIVER_LICENSE, "driver licence number", EXACT_ONLY, _DOCUMENT_ID),
+    FieldRule(QueryField.SSN, "SSN (9 digits)", EXACT_ONLY, _upper_pattern(r"\d{9}", strip="- ")),
+    FieldRule(QueryField.PASSPORT, "passport number", EXACT_ONLY, _DOCUMENT_ID),
+    FieldRule(QueryField.A_NUMBER, "A-number", EXACT_ONLY, _a_number),
+    FieldRule(QueryField.ENCOUNTER_ID, "encounter identifier", EXACT_ONLY, _DOCUMENT_ID),
+    FieldRule(QueryField.DRIVER_LICENSE, "driver licence number", EXACT_ONLY, _DOCUMENT_ID),
     # Address
-    FieldRule(_ADDRESS + ("AddressFullText",), QueryField.FULL_ADDRESS, "full address", TEXT_MATCHES, _text(200)),
-    FieldRule(_STREET + ("StreetNumberText",), QueryField.STREET_NUMBER, "street number", EXACT_ONLY, _upper_pattern(r"\d[0-9A-Z\-/ ]{0,9}")),
-    FieldRule(_STREET + ("StreetName",), QueryField.STREET_NAME, "street name", TEXT_MATCHES, _text(64)),
-    FieldRule(_STRUCTURED + ("AddressSecondaryUnitText",), QueryField.SECONDARY_UNIT, "secondary unit", TEXT_MATCHES, _text(20)),
-    FieldRule(_STRUCTURED + ("LocationCityName",), QueryField.CITY, "city", TEXT_MATCHES, _text(40)),
-    FieldRule(_STRUCTURED + ("LocationStateName",), QueryField.STATE, "state (USPS code)", EXACT_ONLY, _upper_pattern(r"[A-Z]{2}")),
-    FieldRule(_STRUCTURED + ("LocationCountryName",), QueryField.COUNTRY, "country (ISO 3166 alpha-2)", EXACT_ONLY, _upper_pattern(r"[A-Z]{2}")),
-    FieldRule(_STRUCTURED + ("LocationPostalCode",), QueryField.POSTAL_CODE, "postal code", TEXT_MATCHES, _upper_pattern(r"[0-9A-Z*?][0-9A-Z \-*?]{1,9}")),
-    FieldRule(_PHONE + ("FullTelephoneNumber", "TelephoneNumberFullID"), QueryField.PHONE, "telephone number (7-15 digits)", EXACT_ONLY, _upper_pattern(r"\d{7,15}", strip=" -().+")),
+    FieldRule(QueryField.FULL_ADDRESS, "full address", TEXT_MATCHES, _text(200)),
+    FieldRule(QueryField.STREET_NUMBER, "street number", EXACT_ONLY, _upper_pattern(r"\d[0-9A-Z\-/ ]{0,9}")),
+    FieldRule(QueryField.STREET_NAME, "street name", TEXT_MATCHES, _text(64)),
+    FieldRule(QueryField.SECONDARY_UNIT, "secondary unit", TEXT_MATCHES, _text(20)),
+    FieldRule(QueryField.CITY, "city", TEXT_MATCHES, _text(40)),
+    FieldRule(QueryField.STATE, "state (USPS code)", EXACT_ONLY, _upper_pattern(r"[A-Z]{2}")),
+    FieldRule(QueryField.COUNTRY, "country (ISO 3166 alpha-2)", EXACT_ONLY, _upper_pattern(r"[A-Z]{2}")),
+    FieldRule(QueryField.POSTAL_CODE, "postal code", TEXT_MATCHES, _upper_pattern(r"[0-9A-Z*?][0-9A-Z \-*?]{1,9}")),
+    FieldRule(QueryField.PHONE, "telephone number (7-15 digits)", EXACT_ONLY, _upper_pattern(r"\d{7,15}", strip=" -().+")),
     # Incident
-    FieldRule(_ACTIVITY + ("ActivityIdentification", "IdentificationID"), QueryField.ACTIVITY_NUMBER, "activity number", EXACT_ONLY, _upper_pattern(r"[A-Z0-9][A-Z0-9\-/ ]{0,29}")),
-    FieldRule(_ACTIVITY + ("ActivityDescriptionText",), QueryField.ACTIVITY_DESCRIPTION, "activity description", TEXT_MATCHES, _text(200)),
+    FieldRule(QueryField.ACTIVITY_NUMBER, "activity number", EXACT_ONLY, _upper_pattern(r"[A-Z0-9][A-Z0-9\-/ ]{0,29}")),
+    FieldRule(QueryField.ACTIVITY_DESCRIPTION, "activity description", TEXT_MATCHES, _text(200)),
 )
 
 QUALIFIER_RULES: tuple[QualifierRule, ...] = (

@@ -145,7 +145,7 @@ ELEMENT_SHAPES: Mapping[str, Callable[[Any], bool]] = {
     "person.height_inches": _int_between(12, 108),
     "person.weight_pounds": _int_between(1, 999),
     "person.eye_color": _matches(_CODE3),
-    "person.hair_color": lambda v: v is not None,
+    "person.hair_color": _matches(_CODE3),
     "person.birthplace_country": _matches(_CODE2),
     "person.identifiers.SSN": _matches(_SSN),
     "person.identifiers.Passport": _matches(_DOCUMENT_ID),

@@ -60,3 +60,15 @@ AUDIT_UNAVAILABLE = SoapFault(
     http_status=503,
 )
 INTERNAL = SoapFault("Internal", "The request could not be processed.", client_error=False)
+
+# Identity of the caller (guard/identity.py): one code per cause, fixed texts.
+CERTIFICATE_UNTRUSTED = SoapFault("CertificateUntrusted", "The client certificate is not issued by a trusted CA.")
+CERTIFICATE_EXPIRED = SoapFault("CertificateExpired", "The client certificate is outside its validity period.")
+CERTIFICATE_REVOKED = SoapFault("CertificateRevoked", "The client certificate has been revoked.")
+UNTRUSTED_PROXY = SoapFault("UntrustedProxy", "A forwarded client certificate is accepted only from a trusted proxy.")
+REVOCATION_UNAVAILABLE = SoapFault(
+    "RevocationUnavailable",
+    "Certificate revocation cannot be checked; try again later.",
+    client_error=False,
+    http_status=503,
+)
