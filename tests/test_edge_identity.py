@@ -29,7 +29,8 @@ from leis_gateway.lexs import requests as lexs_requests
 from leis_gateway.security.pki import load_certificate, load_private_key
 from leis_gateway.security.wssec import sign_envelope, verify_envelope
 from leis_gateway.soap import faults
-from support import Answer, RunningGateway, requester
+from leis_gateway.domain import QueryField
+from support import Answer, RunningGateway, requester, search
 
 HEADER = "X-SSL-Client-Cert"
 
@@ -180,9 +181,9 @@ def _envelope() -> bytes:
         lexs_requests.wrap_request("getCapabilities", lexs_requests.service_provider_request(requester())))
 
 
-def _signed(home: Path, agreement: str) -> bytes:
+def _signed(home: Path, agreement: str, data: bytes | None = None) -> bytes:
     pki = home / "pki" / "agencies"
-    root = etree.fromstring(_envelope())
+    root = etree.fromstring(data or _envelope())
     sign_envelope(root, load_private_key(pki / f"{agreement}.key"), load_certificate(pki / f"{agreement}.crt"))
     return etree.tostring(root)
 
@@ -208,6 +209,12 @@ def _behind_plain_http(home: Path, **changes):
         server.stop()
         thread.join(timeout=10)
         gateway.close()
+
+
+def _tls_post(running: RunningGateway, body: bytes, agreement: str, headers: dict | None = None) -> requests.Response:
+    with running.session(agreement) as session:
+        return session.post(running.url, data=body, timeout=10,
+                            headers={"Content-Type": "text/xml; charset=utf-8", **(headers or {})})
 
 
 def _post(url: str, body: bytes, headers: dict | None = None) -> requests.Response:
@@ -258,10 +265,13 @@ def test_behind_a_trusted_proxy_each_bad_certificate_has_its_cause(demo_home, pr
     elif case == "unregistered":
         header, body = {HEADER: _forwarded(agency("unregistered"))}, _signed(demo_home, "unregistered")
     elif case == "suspended":
-        header, body = {HEADER: _forwarded(agency("suspended-demo"))}, _signed(demo_home, "suspended-demo")
+        search_s1 = lexs_requests.soap_envelope(lexs_requests.wrap_request("doStructuredSearch", search(
+            (QueryField.SURNAME, "DOE"), (QueryField.BIRTH_DATE, "1975-04-12"))))
+        header = {HEADER: _forwarded(agency("suspended-demo"))}
+        body = _signed(demo_home, "suspended-demo", search_s1)
     answer = _answer(demo_home, _post(proxied_url, body, header))
-    if case == "suspended":  # identified, then refused by policy as a LEXS business outcome
-        assert answer.result_code == "Error"
+    if case == "suspended":  # identified, then refused by policy as a LEXS business outcome (DESIGN.md)
+        assert answer.result_code == "Error" and answer.packages == []
         assert "suspended" in " ".join(text for _, text in answer.advisories)
         return
     expected = {"missing": "NoClientCertificate", "garbage": "CertificateUntrusted", "other CA": "CertificateUntrusted",
@@ -308,20 +318,17 @@ def test_direct_tls_a_revoked_certificate_is_refused_until_the_crl_changes(tls_g
 
 def test_direct_tls_a_forwarded_header_is_never_trusted(tls_gateway, demo_home, agency):
     # the unregistered certificate connects; a header claiming ndex changes nothing
-    forged = tls_gateway.post(_signed(demo_home, "ndex"), agreement="unregistered",
-                              headers={HEADER: _forwarded(agency("ndex"))})
+    forged = _tls_post(tls_gateway, _signed(demo_home, "ndex"), "unregistered", {HEADER: _forwarded(agency("ndex"))})
     assert _answer(demo_home, forged).fault_cause == "UnknownAgreement"
     # ndex connects, claims azlink in the header and signs as azlink: still ndex, so the wrong signer
-    claimed = tls_gateway.post(_signed(demo_home, "azlink"), agreement="ndex",
-                               headers={HEADER: _forwarded(agency("azlink"))})
+    claimed = _tls_post(tls_gateway, _signed(demo_home, "azlink"), "ndex", {HEADER: _forwarded(agency("azlink"))})
     assert _answer(demo_home, claimed).fault_cause == "WrongSigner"
 
 
 def test_direct_tls_from_loopback_even_a_configured_proxy_is_the_header_only(demo_home, agency):
     """The docs/nginx.md topology: nginx connects with its own (unregistered) certificate over TLS."""
     with RunningGateway.start(demo_home, trusted_proxies=("127.0.0.1",)) as running:
-        as_proxy = running.post(_signed(demo_home, "ndex"), agreement="unregistered",
-                                headers={HEADER: _forwarded(agency("ndex"))})
-        proxy_itself = running.post(_signed(demo_home, "unregistered"), agreement="unregistered")
+        as_proxy = _tls_post(running, _signed(demo_home, "ndex"), "unregistered", {HEADER: _forwarded(agency("ndex"))})
+        proxy_itself = _tls_post(running, _signed(demo_home, "unregistered"), "unregistered")
     assert _answer(demo_home, as_proxy).result_code == "Success"
     assert _answer(demo_home, proxy_itself).fault_cause == "NoClientCertificate"
