@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from .config import SR_PATH, Settings
+from .config import INTERNAL_SR_PATH, SR_PATH, Settings
 from .audit import AuditLog, load_or_create_key
 from .federation import Federation
 from .guard.edge import Edge
@@ -29,7 +29,8 @@ from .soap.application import OPERATION_BY_WRAPPER_TAG, soap_application
 from .soap.endpoint import LexsEndpoint
 from .soap.faults import SoapFault
 from .soap.wsdl import ContractDocuments
-from .sources.base import PrimeHub, open_hub
+from .domain import SourceSystem
+from .sources.base import PrimeHub, RemoteHubSettings, open_hub
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,20 @@ def certificate_identity(settings: Settings) -> CertificateIdentity:
     )
 
 
+def open_source_hub(settings: Settings) -> PrimeHub:
+    """The source systems: the local databases, or the PRIME hub service when one is configured."""
+    remote = None
+    if settings.prime_hub_url:
+        remote = RemoteHubSettings(
+            url=settings.prime_hub_url,
+            systems=tuple(SourceSystem(s) for s in settings.prime_hub_systems),
+            pool_size=settings.prime_hub_pool,
+            default_timeout=settings.default_timeout_seconds,
+            ca_file=str(settings.prime_hub_ca) if settings.prime_hub_ca else None,
+        )
+    return open_hub(settings.sources_dir, remote=remote)
+
+
 def open_audit(settings: Settings) -> AuditLog:
     return AuditLog.open(settings.audit_database_url, *load_or_create_key(settings.audit_key_path))
 
@@ -116,8 +131,9 @@ def create_gateway(settings: Settings) -> Gateway:
     schema.gateway_schema()  # compile once at start-up, not on the first request
     registry = AgreementRegistry(settings.registry_path)
     audit = open_audit(settings)
-    hub = open_hub(settings.sources_dir)
-    federation = Federation()
+    hub = open_source_hub(settings)
+    federation = Federation(settings.source_workers, per_source_limit=settings.source_concurrency,
+                            idle_seconds=settings.source_idle_seconds)
     tokens = ItemTokens(load_or_create_secret(settings.token_key_path), settings.item_ttl_seconds)
     service = SearchRetrieveService(
         registry=registry,
@@ -144,3 +160,75 @@ def create_gateway(settings: Settings) -> Gateway:
         get_handler=gateway.serve_get,
     )
     return gateway
+
+
+# --- two-way sharing: the internal analysts' endpoint (issue 7, leis_gateway/twoway/) ---------------
+
+
+@dataclass
+class InternalGateway:
+    """The analysts' endpoint: serve `wsgi` on its own port; shares registry, audit and identity."""
+
+    wsgi: Guard
+    service: "TwoWayService"  # noqa: F821 - imported lazily
+    contract: ContractDocuments
+
+    def close(self) -> None:
+        self.service.close()
+
+
+def create_internal_endpoint(gateway: Gateway) -> InternalGateway:
+    """The internal endpoint (INTERNAL_SR_PATH) for the `internal` agreement (AFI) only: the same guard
+    and edge (audit, signatures) as the member endpoint, answered by the two-way partners."""
+    from .twoway.client import PartnerClient
+    from .twoway.endpoint import InternalEndpoint, internal_only
+    from .twoway.ids import PartnerIds
+    from .twoway.service import TwoWayService
+
+    settings = gateway.settings
+    if not (settings.partner_client_cert.exists() and settings.partner_client_key.exists()):
+        raise FileNotFoundError(
+            f"{settings.partner_client_cert} is missing: run `leis-gateway init` (it issues the gateway's "
+            "client certificate for two-way sharing)")
+    identity = gateway.identity or certificate_identity(settings)
+    client = PartnerClient(
+        registry=gateway.registry,
+        audit=gateway.audit,
+        credentials=load_signing_credentials(settings.partner_client_key, settings.partner_client_cert),
+        client_cert=str(settings.partner_client_cert),
+        client_key=str(settings.partner_client_key),
+        ca_file=str(settings.client_ca_file),
+        certificates=identity,
+        max_response_bytes=settings.partner_max_response_bytes,
+    )
+    service = TwoWayService(
+        registry=gateway.registry,
+        client=client,
+        ids=PartnerIds(load_or_create_secret(settings.token_key_path), settings.item_ttl_seconds),
+        gateway=DHS,
+        default_timeout_seconds=settings.default_timeout_seconds,
+        max_timeout_seconds=settings.max_timeout_seconds,
+        partner_timeout_seconds=settings.partner_timeout_seconds,
+    )
+    contract = ContractDocuments(settings.wsdl_path, settings.internal_endpoint_url)
+
+    def serve_get(environ: dict):
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            return "200 OK", [("Content-Type", "text/plain")], b"ok\n"
+        if path.rstrip("/") == INTERNAL_SR_PATH:
+            return contract.serve(environ)
+        return None
+
+    credentials = load_signing_credentials(settings.pki_dir / "server.key", settings.pki_dir / "server.crt")
+    wsgi = Guard(
+        soap_application(InternalEndpoint(service, DHS)),
+        path=INTERNAL_SR_PATH,
+        operations={tag: op.name for tag, op in OPERATION_BY_WRAPPER_TAG.items()},
+        max_body_bytes=settings.max_body_bytes,
+        identify=internal_only(gateway.identify, gateway.registry),
+        hooks=Edge(gateway.audit, gateway.registry, credentials, require_signature=settings.require_signature,
+                   certificates=identity),
+        get_handler=serve_get,
+    )
+    return InternalGateway(wsgi, service, contract)

@@ -25,7 +25,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     settings = _settings(args)
     settings.home.mkdir(parents=True, exist_ok=True)
     registry = AgreementRegistry(settings.registry_path)
-    pki = ensure_demo_pki(settings.pki_dir, [a.id for a in registry.all()])
+    from .config import GATEWAY_CLIENT_ID  # the gateway's own client certificate (two-way sharing)
+
+    pki = ensure_demo_pki(settings.pki_dir, [a.id for a in registry.all()] + [GATEWAY_CLIENT_ID])
     people = args.people if args.people is not None else settings.demo_people
     progress = _progress_bar("people") if sys.stderr.isatty() else None
     build_demo_sources(settings.sources_dir, people=people, progress=progress)
@@ -41,7 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .security.tls import make_tls_server
 
     settings = _settings(args).with_(
-        **{k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        **{k: v for k, v in (("host", args.host), ("port", args.port),
+                             ("internal_port", args.internal_port)) if v is not None}
     )
     gateway = create_gateway(settings)
     pki = settings.pki_dir
@@ -54,17 +57,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ca=pki / "ca.crt",
         numthreads=settings.server_threads,
     )
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    internal = internal_server = None
+    if settings.internal_port is not None:  # two-way sharing: the analysts' endpoint, on its own port
+        import threading
+
+        from .app import create_internal_endpoint
+
+        internal = create_internal_endpoint(gateway)
+        internal_server = make_tls_server(
+            internal.wsgi, settings.internal_host or settings.host, settings.internal_port,
+            cert=pki / "server.crt", key=pki / "server.key", ca=pki / "ca.crt", numthreads=settings.server_threads,
+        )
+        internal_server.prepare()
+        threading.Thread(target=internal_server.serve, name="internal-endpoint", daemon=True).start()
+
+    def stop(*_):
+        server.stop()
+        if internal_server is not None:
+            internal_server.stop()
+
+    # cheroot's stop() waits for its serving loop, which runs on this thread: calling it from the
+    # signal handler would wait forever, so SIGTERM ends the loop the way Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     server.prepare()
     print(f"leis-gateway serving {settings.endpoint_url} (WSDL: {settings.endpoint_url}?wsdl)", flush=True)
+    if internal is not None:
+        print(f"leis-gateway internal analysts' endpoint {settings.internal_endpoint_url} (afi certificate only)",
+              flush=True)
     try:
         server.serve()
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop()
+        stop()
+        if internal is not None:
+            internal.close()
         gateway.close()
     return 0
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -87,6 +120,20 @@ def cmd_agreements_list(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
+
+
+def cmd_partners_list(args: argparse.Namespace) -> int:
+    from .twoway.demo import list_partners
+
+    return list_partners(_settings(args))
+
+
+def cmd_partners_search(args: argparse.Namespace) -> int:
+    from .twoway.demo import search
+
+    return search(_settings(args), url=args.url, surname=args.surname, given=args.given,
+                  birth_date=args.birth_date, owners=args.owner, purpose=args.purpose, timeout=args.timeout,
+                  user=args.user)
 
 
 def _progress_bar(label: str):
@@ -113,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve HTTPS with mutual TLS")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--internal-port", type=int, default=None,
+                       help="also serve the internal analysts' endpoint (two-way sharing) on this port "
+                            "(default $LEIS_INTERNAL_PORT; none: not served)")
     serve.set_defaults(func=cmd_serve)
 
     validate = commands.add_parser("validate", help="validate LEXS 3.1 messages against the schemas")
@@ -129,6 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
     agreement_commands = agreements.add_subparsers(dest="agreements_command", required=True)
     listing = agreement_commands.add_parser("list", help="print every agreement")
     listing.set_defaults(func=cmd_agreements_list)
+
+    partners = commands.add_parser("partners", help="two-way sharing: the partners analysts can query")
+    partner_commands = partners.add_subparsers(dest="partners_command", required=True)
+    partner_list = partner_commands.add_parser("list", help="which agreements a search would query, and why not")
+    partner_list.set_defaults(func=cmd_partners_list)
+    partner_search = partner_commands.add_parser(
+        "search", help="search the partners through the internal endpoint, as the analysts' system (afi)")
+    partner_search.add_argument("--surname")
+    partner_search.add_argument("--given")
+    partner_search.add_argument("--birth-date", help="YYYY-MM-DD")
+    partner_search.add_argument("--owner", action="append", default=[],
+                                help="ask only this partner (an agreement id; repeatable)")
+    partner_search.add_argument("--purpose", default="CriminalLawEnforcement",
+                                choices=["CriminalLawEnforcement", "NationalSecurity", "EmploymentBackgroundCheck"])
+    partner_search.add_argument("--timeout", type=float, default=None, help="TimeoutDuration in seconds")
+    partner_search.add_argument("--user", default="analyst.demo")
+    partner_search.add_argument("--url", default=None, help="the internal endpoint (default from the settings, port 8444)")
+    partner_search.set_defaults(func=cmd_partners_search)
 
     from .audit.cli import add_audit_commands
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SR_PATH = "/lexs/sr/3.1"
+INTERNAL_SR_PATH = "/internal/lexs/sr/3.1"  # the analysts' (AFI) endpoint, on its own port (twoway/)
+GATEWAY_CLIENT_ID = "gateway"  # demo PKI: pki/agencies/gateway.crt|key, the gateway's client certificate
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,14 @@ class Settings:
     server_threads: int = 16
     require_signature: bool = True  # requests must carry a WS-Security signature (DESIGN.md)
     demo_people: int = 3000
+    # --- sources and the fan-out (federation.py, sources/remote.py, docs/performance.md) -------
+    prime_hub_url: str | None = None  # the PRIME hub as an HTTP service; None: the local databases
+    prime_hub_systems: tuple[str, ...] = ("TECS", "EID", "OBIM")  # the systems asked at the hub
+    prime_hub_pool: int = 16  # keep-alive connections to the hub, at most
+    prime_hub_ca: Path | None = None  # CA for an https hub URL
+    source_workers: int = 64  # fan-out worker threads, at most (idle ones exit)
+    source_concurrency: int = 24  # calls outstanding to any one source, at most (a hung source's share)
+    source_idle_seconds: float = 2.0  # a fan-out worker with nothing to do for this long exits
     schema_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "xsd")
     wsdl_path: Path = field(default_factory=lambda: PROJECT_ROOT / "wsdl" / "lexs-sr.wsdl")
     # --- client identity (guard/identity.py, docs/nginx.md) ----------------------------------
@@ -35,6 +45,12 @@ class Settings:
     crl_path: Path | None = None  # a PEM/DER CRL, reloaded when it changes; none: no revocation check
     trusted_proxies: tuple[str, ...] = ()  # addresses/networks whose forwarded certificate header is trusted
     client_cert_header: str = "X-SSL-Client-Cert"  # URL-encoded PEM (nginx $ssl_client_escaped_cert)
+    # --- two-way sharing: the internal analysts' endpoint and the partners (twoway/) -----------
+    internal_host: str | None = None  # default: `host`
+    internal_port: int | None = None  # None: no internal endpoint is served
+    internal_public_url: str | None = None  # the address written into the internal WSDL
+    partner_timeout_seconds: float = 10.0  # the most any one partner is given (the requester's deadline is the other bound)
+    partner_max_response_bytes: int = 16_000_000
 
     # --- derived locations -----------------------------------------------------------------
     @property
@@ -62,6 +78,19 @@ class Settings:
         return self.home / "token.key"
 
     @property
+    def partner_client_cert(self) -> Path:
+        return self.pki_dir / "agencies" / f"{GATEWAY_CLIENT_ID}.crt"
+
+    @property
+    def partner_client_key(self) -> Path:
+        return self.pki_dir / "agencies" / f"{GATEWAY_CLIENT_ID}.key"
+
+    @property
+    def internal_endpoint_url(self) -> str:
+        host = self.internal_host or self.host
+        return self.internal_public_url or f"https://{host}:{self.internal_port}{INTERNAL_SR_PATH}"
+
+    @property
     def endpoint_url(self) -> str:
         return self.public_url or f"https://{self.host}:{self.port}{SR_PATH}"
 
@@ -87,10 +116,27 @@ class Settings:
             server_threads=int(env.get("LEIS_THREADS", defaults.server_threads)),
             require_signature=env.get("LEIS_REQUIRE_SIGNATURE", "1") not in ("0", "false", "no"),
             demo_people=int(env.get("LEIS_DEMO_PEOPLE", defaults.demo_people)),
+            prime_hub_url=env.get("LEIS_PRIME_HUB_URL") or None,
+            prime_hub_systems=tuple(
+                s.strip().upper() for s in env.get("LEIS_PRIME_HUB_SYSTEMS", "TECS,EID,OBIM").split(",") if s.strip()
+            ),
+            prime_hub_pool=int(env.get("LEIS_PRIME_HUB_POOL", defaults.prime_hub_pool)),
+            prime_hub_ca=Path(env["LEIS_PRIME_HUB_CA"]) if env.get("LEIS_PRIME_HUB_CA") else None,
+            source_workers=int(env.get("LEIS_SOURCE_WORKERS", defaults.source_workers)),
+            source_concurrency=int(env.get("LEIS_SOURCE_CONCURRENCY", defaults.source_concurrency)),
             client_ca_path=Path(env["LEIS_CLIENT_CA"]) if env.get("LEIS_CLIENT_CA") else None,
             crl_path=Path(env["LEIS_CRL"]) if env.get("LEIS_CRL") else None,
             trusted_proxies=tuple(
                 p.strip() for p in env.get("LEIS_TRUSTED_PROXIES", "").split(",") if p.strip()
             ),
             client_cert_header=env.get("LEIS_CLIENT_CERT_HEADER") or defaults.client_cert_header,
+            internal_host=env.get("LEIS_INTERNAL_HOST") or None,
+            internal_port=int(env["LEIS_INTERNAL_PORT"]) if env.get("LEIS_INTERNAL_PORT") else None,
+            internal_public_url=env.get("LEIS_INTERNAL_PUBLIC_URL") or None,
+            partner_timeout_seconds=float(
+                env.get("LEIS_PARTNER_TIMEOUT", defaults.partner_timeout_seconds)
+            ),
+            partner_max_response_bytes=int(
+                env.get("LEIS_PARTNER_MAX_RESPONSE_BYTES", defaults.partner_max_response_bytes)
+            ),
         )

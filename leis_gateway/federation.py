@@ -105,11 +105,20 @@ class Federation:
         self._in_flight: dict[str, int] = {}
 
     def fan_out(
-        self, calls: Sequence[tuple[str, Callable[[], T]]], deadline_seconds: float
+        self,
+        calls: Sequence[tuple[str, Callable[[], T]]],
+        deadline_seconds: float,
+        *,
+        stated_seconds: float | None = None,
     ) -> FanOutResult[T]:
-        """Run every call in parallel; return at the latest `deadline_seconds` from now."""
+        """Run every call in parallel; return at the latest `deadline_seconds` from now.
+
+        `stated_seconds` is the deadline the advisories name (the requester's, of which the
+        fan-out may get a little less); default `deadline_seconds`.
+        """
         started = time.monotonic()
         budget = max(deadline_seconds, 0.0)
+        stated = budget if stated_seconds is None else stated_seconds
         deadline_at = started + budget
         futures: dict[Future, str] = {}
         refused: dict[str, SourceStatus] = {}
@@ -131,9 +140,9 @@ class Federation:
         for future, name in futures.items():
             if future in late:
                 future.cancel()  # not started yet: never runs; running: ends at its own deadline
-                log.warning("source %s did not answer within %g s", name, budget)
+                log.warning("source %s did not answer within %g s", name, stated)
                 by_name[name] = _failed(
-                    name, AdvisoryCategory.TIMEOUT, f"Source system {name} did not answer within {budget:g} s.", started
+                    name, AdvisoryCategory.TIMEOUT, f"Source system {name} did not answer within {stated:g} s.", started
                 )
                 continue
             try:
@@ -141,7 +150,7 @@ class Federation:
             except (SourceTimeout, TimeoutError, _PastDeadline) as exc:
                 log.warning("source %s timed out: %s", name, type(exc).__name__)
                 by_name[name] = _failed(
-                    name, AdvisoryCategory.TIMEOUT, f"Source system {name} did not answer within {budget:g} s.", started
+                    name, AdvisoryCategory.TIMEOUT, f"Source system {name} did not answer within {stated:g} s.", started
                 )
             except SourceInvalidResponse as exc:
                 log.warning("source %s answered invalidly: %s", name, exc)

@@ -89,13 +89,19 @@ class SearchRetrieveService:
         self.max_timeout_seconds = max_timeout_seconds
         self.clock = clock
 
-    # --- admission: agreement and purpose, shared by every user operation ------------------
-    def admit(self, agreement_id: str, user: UserAssertion) -> tuple[Agreement, Purpose] | Refusal:
+    # --- admission: agreement (every operation) and purpose (every user operation) ----------
+    def admit_system(self, agreement_id: str) -> Agreement | Refusal:
         agreement = self.registry.get(agreement_id)
-        facts = AuditFacts(user_id=user.user_id)
         problem = rules.check_agreement(agreement, self.clock().date())
         if problem is not None or agreement is None:
-            return Refusal(problem or _unknown_agreement(), facts)
+            return Refusal(problem or _unknown_agreement())
+        return agreement
+
+    def admit(self, agreement_id: str, user: UserAssertion) -> tuple[Agreement, Purpose] | Refusal:
+        agreement = self.admit_system(agreement_id)
+        facts = AuditFacts(user_id=user.user_id)
+        if isinstance(agreement, Refusal):
+            return Refusal(agreement.advisory, facts)
         purpose = rules.check_purpose(user, agreement)
         if isinstance(purpose, Advisory):
             return Refusal(purpose, facts)
@@ -116,18 +122,21 @@ class SearchRetrieveService:
         categories = rules.query_categories(query)
         facts = AuditFacts(facts.user_id, facts.purpose, categories)
 
-        deadline = min(
-            request.timeout_seconds or self.default_timeout_seconds, self.max_timeout_seconds
-        )
+        deadline = self.search_deadline(request)
         limit = query.max_items + 1  # one more than asked tells whether the limit was hit
         fanned = self.federation.fan_out(
             [(a.system.value, _bind(a.search, query, limit)) for a in self.hub.adapters],
-            deadline,
+            deadline - response_reserve(deadline),
+            stated_seconds=deadline,
         )
         found = [record for _, records in fanned.results for record in records]
+        # A source that filled its limit may hold more matches than it sent, released or not.
+        source_limit_hit = any(len(records) >= limit for _, records in fanned.results)
         released = release(
             found, query, agreement, self.registry.profile(agreement), self.tokens, self.clock()
         )
+        # Best first; equal scores keep the sources' order (TECS, EID) and each source's own order.
+        # Every source record stays its own result: the same person in two sources is two results.
         ranked = sorted(released.records, key=lambda r: -r.score)
         kept = tuple(ranked[: query.max_items])
         kept_keys = {r.item_id for r in kept}
@@ -143,10 +152,17 @@ class SearchRetrieveService:
             records=kept,
             advisories=fanned.advisories,
             matches_found=len(kept),
-            server_limit_hit=len(ranked) > query.max_items,
+            server_limit_hit=len(ranked) > query.max_items or source_limit_hit,
             max_items_requested=request.max_items,
         )
         return outcome, AuditFacts(facts.user_id, facts.purpose, categories, disclosures)
+
+    def search_deadline(self, request: StructuredSearchRequest) -> float:
+        """The requester's `TimeoutDuration` when given (and positive), else the default; capped."""
+        wanted = request.timeout_seconds
+        if wanted is None or wanted <= 0:
+            wanted = self.default_timeout_seconds
+        return min(wanted, self.max_timeout_seconds)
 
     def text_search(self, agreement_id: str, request: TextSearchRequest) -> tuple[SearchOutcome, AuditFacts]:
         advisory = Advisory(
@@ -227,6 +243,13 @@ class SearchRetrieveService:
 
     def data_owners(self) -> tuple[tuple[str, SourceSystem], ...]:
         return tuple((a.owner, a.system) for a in self.hub.adapters)
+
+
+def response_reserve(deadline: float) -> float:
+    """What the fan-out leaves of a deadline for releasing, building, signing and sending the
+    answer (measured: a few milliseconds to some tens under load), so the answer itself arrives
+    within the requester's deadline."""
+    return min(0.05 * deadline, 0.25)
 
 
 def _bind(function, *args):

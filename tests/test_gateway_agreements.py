@@ -188,3 +188,10 @@ def test_data_item_and_attachment_need_a_purpose_too(gateway):
     no_purpose = requester(purpose=None)
     item = gateway.call("getDataItem", lexs_requests.data_item_request(no_purpose, item_id))
     assert item.result_code == "Error" and item.advisories[0][0] == "BusinessRuleNotMet"
+
+
+@pytest.mark.parametrize("agreement_id", NOT_SERVED)
+def test_service_provider_operations_are_refused_to_agreements_not_in_force(gateway, agreement_id):
+    for operation in ("getCapabilities", "getDataOwners", "getAvailability"):
+        answer = gateway.call(operation, lexs_requests.service_provider_request(requester()), agreement=agreement_id)
+        assert answer.result_code == "Error" and answer.advisories[0][0] == "BusinessRuleNotMet", operation

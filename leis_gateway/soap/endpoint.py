@@ -23,7 +23,7 @@ from ..domain import (
 )
 from ..guard.middleware import Exchange
 from ..lexs import build, parse, schema
-from ..service import AuditFacts, SearchRetrieveService
+from ..service import AuditFacts, Refusal, SearchRetrieveService
 from .application import Operation
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,11 @@ class LexsEndpoint:
             advisory = Advisory(AdvisoryCategory.INVALID_REQUEST, str(exc)[:500])
             return build.error_response(operation.name, (advisory,), parse.lenient_header(wrapper), self.identity)
         agreement_id = exchange.caller.agreement_id if exchange.caller else ""
-        response, facts = self._dispatch(agreement_id, request)
+        response, facts = self._dispatch(operation.name, agreement_id, request)
         exchange.notes["facts"] = facts
         return response
 
-    def _dispatch(self, agreement_id: str, request) -> tuple[etree._Element, AuditFacts]:
+    def _dispatch(self, operation: str, agreement_id: str, request) -> tuple[etree._Element, AuditFacts]:
         header: MessageHeader = request.header
         if isinstance(request, StructuredSearchRequest):
             outcome, facts = self.service.structured_search(agreement_id, request)
@@ -79,6 +79,9 @@ class LexsEndpoint:
             attachments, facts = self.service.attachment(agreement_id, request)
             return build.attachment_response(attachments, header, self.identity), facts
         assert isinstance(request, ServiceProviderRequest)
+        admitted = self.service.admit_system(agreement_id)
+        if isinstance(admitted, Refusal):
+            return build.error_response(operation, (admitted.advisory,), header, self.identity), AuditFacts()
         if request.question is ServiceQuestion.CAPABILITIES:
             return build.capabilities_response(header, self.identity), AuditFacts()
         if request.question is ServiceQuestion.DATA_OWNERS:

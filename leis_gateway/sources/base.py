@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from ..domain import Photo, Query, SourceRecord, SourceSystem
+from ..federation import deadline_passed
+
+SQLITE_PROGRESS_STEPS = 10_000  # VM instructions between deadline checks (a few microseconds)
 
 SOURCES_DIR = "sources"
 DATABASE_FILES = {SourceSystem.TECS: "tecs.db", SourceSystem.EID: "eid.db", SourceSystem.OBIM: "obim.db"}
@@ -87,6 +90,9 @@ def create_source_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA cache_size = -16000")  # 16 MB page cache per connection
             cursor.close()
+            # A query still running at its fan-out's deadline is interrupted (sqlite3 raises
+            # "interrupted"), so abandoned work gives back its thread and connection at once.
+            dbapi_connection.set_progress_handler(_interrupt_after_deadline, SQLITE_PROGRESS_STEPS)
 
         return engine
     return create_engine(url, pool_size=8, max_overflow=24, pool_pre_ping=True)
@@ -99,6 +105,7 @@ class PrimeHub:
     adapters: tuple[SourceAdapter, ...]
     photos: PhotoStore
     engines: tuple[Engine, ...] = field(default=(), repr=False, compare=False)
+    closers: tuple[Callable[[], None], ...] = field(default=(), repr=False, compare=False)  # e.g. HTTP pools
 
     def adapter(self, system: SourceSystem | str) -> SourceAdapter | None:
         return next((a for a in self.adapters if a.system == system), None)
@@ -106,6 +113,8 @@ class PrimeHub:
     def close(self) -> None:
         for engine in self.engines:
             engine.dispose()
+        for close in self.closers:
+            close()
 
     def __enter__(self) -> "PrimeHub":
         return self
@@ -114,8 +123,28 @@ class PrimeHub:
         self.close()
 
 
-def open_hub(home: Path | None = None, *, urls: SourceUrls | None = None) -> PrimeHub:
-    """The hub over the demo databases under `home` (or over `urls`, e.g. PostgreSQL)."""
+def _interrupt_after_deadline() -> int:
+    return 1 if deadline_passed() else 0
+
+
+@dataclass(frozen=True)
+class RemoteHubSettings:
+    """The PRIME hub as a network service (`sources/remote.py`) and which systems to ask there."""
+
+    url: str
+    systems: tuple[SourceSystem, ...] = (SourceSystem.TECS, SourceSystem.EID, SourceSystem.OBIM)
+    pool_size: int = 16
+    default_timeout: float = 5.0
+    ca_file: str | None = None
+
+
+def open_hub(
+    home: Path | None = None, *, urls: SourceUrls | None = None, remote: RemoteHubSettings | None = None
+) -> PrimeHub:
+    """The hub over the demo databases under `home` (or over `urls`, e.g. PostgreSQL); with
+    `remote`, the systems it names are asked over the network instead (the others stay local)."""
+    if remote is not None:
+        return _open_remote_hub(home, urls, remote)
     from .eid import EidAdapter
     from .obim import ObimPhotoStore
     from .tecs import TecsAdapter
@@ -134,4 +163,26 @@ def open_hub(home: Path | None = None, *, urls: SourceUrls | None = None) -> Pri
         adapters=(TecsAdapter(tecs), EidAdapter(eid)),
         photos=ObimPhotoStore(obim),
         engines=(tecs, eid, obim),
+    )
+
+
+def _open_remote_hub(home: Path | None, urls: SourceUrls | None, remote: RemoteHubSettings) -> PrimeHub:
+    from .remote import PrimeHubClient, RemoteAdapter, RemotePhotoStore
+
+    client = PrimeHubClient(remote.url, pool_size=remote.pool_size, default_timeout=remote.default_timeout,
+                            ca_file=remote.ca_file)
+    wanted = set(remote.systems)
+    local = open_hub(home, urls=urls) if wanted != {SourceSystem.TECS, SourceSystem.EID, SourceSystem.OBIM} else None
+    adapters: list[SourceAdapter] = []
+    for system in (SourceSystem.TECS, SourceSystem.EID):
+        if system in wanted:
+            adapters.append(RemoteAdapter(client, system))
+        elif local is not None and (adapter := local.adapter(system)) is not None:
+            adapters.append(adapter)
+    photos: PhotoStore = RemotePhotoStore(client) if SourceSystem.OBIM in wanted else local.photos  # type: ignore[union-attr]
+    return PrimeHub(
+        adapters=tuple(adapters),
+        photos=photos,
+        engines=local.engines if local is not None else (),
+        closers=(client.close,),
     )

@@ -27,24 +27,9 @@ from typing import Any
 from urllib.parse import quote
 
 import urllib3
-from urllib3.exceptions import EmptyPoolError, HTTPError, TimeoutError as Urllib3Timeout
+from urllib3.exceptions import EmptyPoolError, HTTPError, NewConnectionError, TimeoutError as Urllib3Timeout
 
-from ..domain import (
-    Address,
-    Criterion,
-    Incident,
-    PersonDetails,
-    PersonRole,
-    Photo,
-    ProtectedClass,
-    Query,
-    QueryField,
-    QueryMatch,
-    RecordStatus,
-    RestrictionCategory,
-    SourceRecord,
-    SourceSystem,
-)
+from ..domain import Criterion, Photo, Query, QueryField, QueryMatch, SourceRecord, SourceSystem
 from ..federation import SourceInvalidResponse, SourceTimeout, SourceUnavailable, remaining_seconds
 
 log = logging.getLogger(__name__)
@@ -145,10 +130,6 @@ def _decode(kind: Any, data: Any) -> Any:
     raise TypeError(f"cannot decode {kind!r}")
 
 
-# the enums a record holds, so a reader sees what the decoder knows
-_ = (PersonDetails, Address, Incident, RecordStatus, PersonRole, RestrictionCategory, ProtectedClass)
-
-
 # --- the client --------------------------------------------------------------------------
 
 
@@ -210,6 +191,8 @@ class PrimeHubClient:
                 data = response.read(MAX_ANSWER_BYTES + 1)
             finally:
                 response.release_conn()
+        except NewConnectionError as exc:  # refused, unresolvable (a ConnectTimeoutError subclass, for history)
+            raise SourceUnavailable(f"{method} {path}: {type(exc).__name__}") from exc
         except (Urllib3Timeout, EmptyPoolError, TimeoutError) as exc:
             raise SourceTimeout(f"{method} {path}: {type(exc).__name__}") from exc
         except (HTTPError, OSError) as exc:

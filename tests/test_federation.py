@@ -1,0 +1,176 @@
+"""The fan-out itself: parallel calls under one deadline, per-source advisories, no leaks.
+
+Sources here are plain functions that sleep, fail or hang (the far side, instrumented); the
+federation under test is the real one. Timings have generous margins: this proves behaviour,
+`scripts/bench` measures speed.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+
+from leis_gateway.domain import AdvisoryCategory
+from leis_gateway.federation import (
+    Federation,
+    SourceInvalidResponse,
+    SourceTimeout,
+    WorkerPool,
+    remaining_seconds,
+)
+from leis_gateway.sources.base import create_source_engine, sqlite_url
+
+
+def sleeper(seconds: float, value: object = "ok"):
+    def call():
+        time.sleep(seconds)
+        return value
+
+    return call
+
+
+def failing(exc: Exception):
+    def call():
+        raise exc
+
+    return call
+
+
+def wait_until(condition, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.fixture
+def federation():
+    fed = Federation(8, per_source_limit=4, idle_seconds=0.2)
+    yield fed
+    fed.close()
+
+
+def test_sources_are_asked_in_parallel(federation):
+    started = time.monotonic()
+    result = federation.fan_out([(f"S{i}", sleeper(0.3, i)) for i in range(4)], 5)
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.3 * 2, elapsed  # four 0.3 s calls, not 1.2 s
+    assert [name for name, _ in result.results] == ["S0", "S1", "S2", "S3"]
+    assert [value for _, value in result.results] == [0, 1, 2, 3]
+    assert all(s.ok for s in result.statuses) and not result.advisories
+
+
+def test_a_late_source_does_not_hold_the_answer(federation):
+    started = time.monotonic()
+    result = federation.fan_out([("TECS", sleeper(0.05, "t")), ("EID", sleeper(3, "e"))], 0.3, stated_seconds=0.4)
+    elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 0.3 + 0.15, elapsed
+    assert result.results == (("TECS", "t"),)
+    assert [(a.category, a.text) for a in result.advisories] == [
+        (AdvisoryCategory.TIMEOUT, "Source system EID did not answer within 0.4 s.")
+    ]
+    assert not result.all_failed
+
+
+def test_each_failure_kind_becomes_its_advisory(federation):
+    result = federation.fan_out(
+        [
+            ("TECS", failing(ConnectionRefusedError("down"))),
+            ("EID", failing(SourceTimeout("slow"))),
+            ("X", failing(SourceInvalidResponse("garbage"))),
+            ("Y", sleeper(0, [1])),
+        ],
+        2,
+    )
+    assert [(s.source, s.ok) for s in result.statuses] == [("TECS", False), ("EID", False), ("X", False), ("Y", True)]
+    assert [a.category for a in result.advisories] == [
+        AdvisoryCategory.NETWORK_FAILURE, AdvisoryCategory.TIMEOUT, AdvisoryCategory.INVALID_RESPONSE,
+    ]
+    assert "TECS" in result.advisories[0].text and "EID" in result.advisories[1].text
+    assert result.results == (("Y", [1]),)
+
+
+def test_all_failed(federation):
+    result = federation.fan_out([("TECS", failing(OSError("x"))), ("EID", sleeper(2))], 0.2)
+    assert result.all_failed and not result.results
+    assert [a.category for a in result.advisories] == [AdvisoryCategory.NETWORK_FAILURE, AdvisoryCategory.TIMEOUT]
+
+
+def test_every_call_sees_the_remaining_deadline(federation):
+    assert remaining_seconds() is None  # outside a fan-out
+    result = federation.fan_out([("TECS", remaining_seconds)], 1.0)
+    (_, left), = result.results
+    assert 0.8 < left <= 1.0
+
+
+def test_a_hung_source_gets_its_share_of_threads_never_the_pool():
+    """Calls to a source that never answers pile up only to the per-source limit; beyond it the
+    source is refused at once, and the other sources keep their threads."""
+    release = threading.Event()
+    federation = Federation(4, per_source_limit=2, idle_seconds=0.2)
+    try:
+        for _ in range(2):
+            federation.fan_out([("EID", release.wait)], 0.05)
+        assert federation.in_flight() == {"EID": 2}
+        started = time.monotonic()
+        result = federation.fan_out([("TECS", sleeper(0.05, "t")), ("EID", release.wait)], 2)
+        assert time.monotonic() - started < 1  # EID refused at once, not waited for
+        assert result.results == (("TECS", "t"),)
+        assert result.advisories[0].category == AdvisoryCategory.TIMEOUT and "EID" in result.advisories[0].text
+    finally:
+        release.set()
+        assert wait_until(lambda: federation.in_flight() == {})
+        federation.close()
+
+
+def test_threads_return_to_baseline_after_many_timeouts():
+    baseline = threading.active_count()
+    federation = Federation(6, per_source_limit=6, idle_seconds=0.2)
+    try:
+        for _ in range(40):
+            federation.fan_out([("TECS", sleeper(0.15)), ("EID", sleeper(0.001))], 0.01)
+            assert federation.workers <= 6  # bounded, however many calls were abandoned
+        assert wait_until(lambda: federation.in_flight() == {} and federation.workers == 0)
+        assert wait_until(lambda: threading.active_count() == baseline), (threading.active_count(), baseline)
+        # the pool still works after shrinking to nothing
+        assert federation.fan_out([("TECS", sleeper(0, 1))], 1).results == (("TECS", 1),)
+    finally:
+        federation.close()
+
+
+def test_worker_pool_runs_a_burst_in_parallel_and_shrinks():
+    pool = WorkerPool(5, idle_seconds=0.1)
+    gate = threading.Barrier(5, timeout=2)
+    futures = [pool.submit(gate.wait) for _ in range(5)]  # needs five threads at once
+    assert sorted(f.result(timeout=3) for f in futures) == [0, 1, 2, 3, 4]
+    assert wait_until(lambda: pool.workers == 0)
+    pool.shutdown()
+    with pytest.raises(RuntimeError):
+        pool.submit(lambda: None)
+
+
+def test_a_sqlite_query_running_at_the_deadline_is_interrupted(tmp_path, federation):
+    """The far side of an in-process SQL source: a query that would never end stops at the
+    deadline and gives its pooled connection back."""
+    engine = create_source_engine(sqlite_url(tmp_path / "slow.db"))
+    endless = text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c")
+
+    def never_ending():
+        with engine.connect() as connection:
+            return connection.execute(endless).scalar()
+
+    try:
+        started = time.monotonic()
+        result = federation.fan_out([("TECS", never_ending)], 0.3)
+        assert result.advisories[0].category == AdvisoryCategory.TIMEOUT
+        assert wait_until(lambda: federation.in_flight() == {}, timeout=1.0)
+        assert time.monotonic() - started < 1.0  # ended at the deadline, not "never"
+        assert engine.pool.checkedout() == 0
+        with engine.connect() as connection:  # the connection is usable again, outside a fan-out
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
