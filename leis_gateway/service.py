@@ -246,10 +246,11 @@ class SearchRetrieveService:
 
 
 def response_reserve(deadline: float) -> float:
-    """What the fan-out leaves of a deadline for releasing, building, signing and sending the
-    answer (measured: a few milliseconds to some tens under load), so the answer itself arrives
-    within the requester's deadline."""
-    return min(0.05 * deadline, 0.25)
+    """What the fan-out leaves of a deadline for the rest of the request's way (the inbound audit
+    and signature check before it, release, build, signature and outbound audit after it:
+    20-70 ms measured on 2 cores, more under load), so the answer itself arrives by the
+    requester's deadline: 10 %, at most 250 ms."""
+    return min(0.1 * deadline, 0.25)
 
 
 def _bind(function, *args):

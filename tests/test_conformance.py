@@ -213,3 +213,12 @@ def test_usage_errors_exit_2(gateway, tmp_path):
     assert run(*args, "--only", "no-such-check")[0] == 2
     status, out = run("--list")
     assert status == 0 and all(name in out for name in ALL_CHECKS)
+
+
+def test_an_agreement_picks_the_demo_pki_files_under_leis_home(gateway, monkeypatch):
+    monkeypatch.setenv("LEIS_HOME", str(gateway.home))
+    status, out = run("--endpoint", gateway.url, "--agreement", "azlink", "--only", "wsdl-loads",
+                      "--only", "answers:getCapabilities", "--only", "signed")
+    assert status == 0, out
+    assert "CN=azlink" in out and "agreement azlink" in out
+    assert list(table(out)) == ["wsdl-loads", "answers:getCapabilities", "signed"]

@@ -20,7 +20,10 @@ from leis_gateway.federation import (
     WorkerPool,
     remaining_seconds,
 )
-from leis_gateway.sources.base import create_source_engine, sqlite_url
+from leis_gateway.config import Settings
+from leis_gateway.domain import Criterion, Query, QueryField, QueryMatch, SourceSystem
+from leis_gateway.sources.base import create_source_engine, open_hub, sqlite_url
+from leis_gateway.sources.matching import compile_query, select_matches
 
 
 def sleeper(seconds: float, value: object = "ok"):
@@ -174,3 +177,26 @@ def test_a_sqlite_query_running_at_the_deadline_is_interrupted(tmp_path, federat
             assert connection.execute(text("SELECT 1")).scalar() == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("system", [SourceSystem.TECS, SourceSystem.EID])
+def test_fuzzy_names_read_by_levels_give_the_same_best_rows(demo_home, system):
+    """The index-friendly plan for fuzzy names (best rows per matched name, then ranked) picks
+    exactly the rows, in exactly the order, of ranking every matching row."""
+    import dataclasses
+
+    with open_hub(Settings(home=demo_home).sources_dir) as hub:
+        adapter = hub.adapter(system)
+        for criteria in (
+            [Criterion(QueryField.SURNAME, "GARSIA", QueryMatch.FUZZY)],
+            [Criterion(QueryField.SURNAME, "SMYTH", QueryMatch.FUZZY), Criterion(QueryField.BIRTH_DATE, "1970-01-01", QueryMatch.GE)],
+            [Criterion(QueryField.GIVEN_NAME, "JOHNNY", QueryMatch.FUZZY)],
+        ):
+            with adapter._sessions() as session:
+                predicates = compile_query(session, adapter.schema, Query(tuple(criteria)))
+                assert any(p.levels for p in predicates)
+                plain = [dataclasses.replace(p, levels=None) for p in predicates]
+                for limit in (1, 3, 26, 1000):
+                    by_levels = [r.pk for r in session.scalars(select_matches(adapter.schema, predicates, limit))]
+                    by_sorting = [r.pk for r in session.scalars(select_matches(adapter.schema, plain, limit))]
+                    assert by_levels == by_sorting and by_levels

@@ -365,3 +365,40 @@ def test_no_partner_data_lands_on_disk_outside_the_encrypted_audit(w):
     # ... while the audit log holds the partner's answer, encrypted
     rows = w.gateway.audit.search(AuditFilter(agreement_id="azlink", direction="inbound", operation="getDataItem"))
     assert CANARY.encode() in w.gateway.audit.show(rows[-1].id, "test", "two-way canary check")
+
+
+# --- the simulator as a program, and the settings -------------------------------------------------
+
+
+def test_partner_sim_program_serves_records_and_stops_on_sigterm(world):
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "leis_gateway.twoway.simulator", "--partner", "tdex", "--port", "0",
+         "--home", str(world.home)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("partner-sim tdex serving https://127.0.0.1:"), line
+        base = line.split()[3].rsplit("/lexs/", 1)[0]
+        pki = world.home / "pki"
+        with requests.Session() as session:
+            session.trust_env = False
+            response = session.get(base + "/_sim/requests", verify=str(pki / "ca.crt"), timeout=10,
+                                   cert=(str(pki / "agencies" / "gateway.crt"), str(pki / "agencies" / "gateway.key")))
+        assert response.status_code == 200 and response.json() == []
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def test_internal_endpoint_settings_from_the_environment():
+    settings = Settings.from_env({"LEIS_INTERNAL_PORT": "8444", "LEIS_PARTNER_TIMEOUT": "3"})
+    assert settings.internal_port == 8444 and settings.partner_timeout_seconds == 3.0
+    assert settings.internal_endpoint_url == "https://127.0.0.1:8444/internal/lexs/sr/3.1"
+    assert Settings.from_env({}).internal_port is None  # not served unless configured

@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--schema-dir", type=Path, default=None,
                         help=f"schemas the answers must validate against (default: {OFFICIAL_XSD} if present, "
                              f"else the project's xsd/)")
+    who = parser.add_argument_group("the requester named in every LEXS request (UserAssertion, origin)")
+    who.add_argument("--organization", default="LEIS conformance suite")
+    who.add_argument("--system-id", default=None, help="default: the agreement id, else CONFORMANCE")
+    who.add_argument("--ori", default="XX0000000")
+    who.add_argument("--user", default="conformance.suite")
     parser.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML to FILE")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     parser.add_argument("--only", action="append", metavar="CHECK", help="run only this check (repeatable)")
@@ -47,6 +52,7 @@ def main(argv: list[str] | None = None, *, out=None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
 
+    from leis_gateway.lexs.requests import Requester
     from leis_gateway.lexs.validate_cli import SchemaDirError, load_schema_set
     from leis_gateway.security.pki import load_certificate
 
@@ -93,7 +99,9 @@ def main(argv: list[str] | None = None, *, out=None) -> int:
 
     target = Target(endpoint=args.endpoint, certificate=cert, key=key, ca=ca, schemas=schemas,
                     schemas_description=described, server_cert=server_cert, server_cert_path=args.server_cert,
-                    agreement=args.agreement, timeout=args.timeout)
+                    agreement=args.agreement, timeout=args.timeout,
+                    requester=Requester(args.organization, args.system_id or args.agreement or "CONFORMANCE",
+                                        args.ori, args.user))
     unknown = [name for name in args.only or () if name not in {c.name for c in CHECKS}]
     if unknown:
         print(f"conformance: error: unknown check(s): {', '.join(unknown)} (see --list)", file=sys.stderr)

@@ -40,6 +40,8 @@ __all__ = [
     "SchemaSet",
     "Unusable",
     "Verdict",
+    "check_bytes",
+    "element_path",
     "load_schema_set",
     "parse_document",
     "run_validate",

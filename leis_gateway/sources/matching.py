@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from math import prod
 from typing import Any, Callable, Protocol
 
-from sqlalchemy import ColumnElement, Float, Table, and_, case, cast, literal, or_, select
+from sqlalchemy import ColumnElement, Float, Table, and_, case, cast, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from ..domain import Criterion, Query, QueryField, QueryMatch
@@ -66,6 +66,9 @@ class Predicate:
     clause: ColumnElement[bool]
     row_score: RowScore  # None when the row does not satisfy the criterion
     sql_score: ColumnElement[Any] | int = EXACT_SCORE  # an int: every matching row scores it
+    # For `column IN (values)` with a score per value (fuzzy names): (column, {value: score}), so
+    # the best rows can be read value by value from the column's index (see `select_matches`).
+    levels: tuple[Any, dict[str, int]] | None = None
 
 
 class RecordSchema(Protocol):
@@ -180,8 +183,32 @@ def select_matches(schema: RecordSchema, predicates: list[Predicate], limit: int
     if variable:
         score = prod((cast(s, Float) for s in variable[1:]), start=cast(variable[0], Float))
         ordering = [score.desc(), model.pk]
-    best = select(model.pk).where(and_(*(p.clause for p in predicates))).order_by(*ordering).limit(max(limit, 0))
+    leveled = [p for p in predicates if p.levels is not None]
+    if len(variable) == 1 and len(leveled) == 1 and 1 < len(leveled[0].levels[1]) <= MAX_FUZZY_CANDIDATES:
+        best = _best_by_levels(model, leveled[0], [p.clause for p in predicates if p is not leveled[0]], limit)
+    else:
+        best = select(model.pk).where(and_(*(p.clause for p in predicates))).order_by(*ordering).limit(max(limit, 0))
     return select(model).where(model.pk.in_(best)).order_by(*ordering)
+
+
+def _best_by_levels(model: type, predicate: Predicate, others: list[ColumnElement[bool]], limit: int):
+    """The best `limit` pks when one criterion's score depends only on a column's value.
+
+    `col IN (v1..vn) ORDER BY score, pk LIMIT k` makes the database read and sort every row of
+    every value: a common surname has thousands of rows per million people. Instead each value
+    gives at most its first k rows in pk order, straight from the column's index, and only those
+    n x k rows are ranked: the same rows, at a cost that does not grow with the table.
+    """
+    column, scored = predicate.levels  # type: ignore[misc]
+    arms = [
+        select(
+            select(model.pk.label("pk"), literal(score).label("score"))
+            .where(column == value, *others).order_by(model.pk).limit(max(limit, 0)).subquery()
+        )
+        for value, score in sorted(scored.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    candidates = union_all(*arms).subquery()
+    return select(candidates.c.pk).order_by(candidates.c.score.desc(), candidates.c.pk).limit(max(limit, 0))
 
 
 def combined_score(predicates: list[Predicate], row: Any) -> int | None:
@@ -326,6 +353,7 @@ def _fuzzy_name(session: Session, schema: RecordSchema, column: str, part: str, 
         clause=col.in_(sorted(scored)),
         row_score=lambda row: scored.get(getattr(row, column)),
         sql_score=case(scored, value=col, else_=0),
+        levels=(col, scored),
     )
 
 

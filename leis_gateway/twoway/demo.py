@@ -7,7 +7,6 @@ certificate, sends it to the internal endpoint over mutual TLS and prints what c
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import requests
 from lxml import etree

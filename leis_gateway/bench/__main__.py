@@ -1,0 +1,65 @@
+"""`python -m leis_gateway.bench [--federation] [--scale] [--requests N] [--bench-dir DIR]`
+
+Runs the chosen sections (all of them when none is named) and prints every figure with its target
+and whether it holds. Exit status 0 when every target holds, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import federation, scale
+from .harness import BENCH_DIR, Context, Figure
+
+# flag -> (what it measures, the section's run function); add a section here (e.g. "throughput").
+SECTIONS: dict[str, tuple[str, Callable[[Context], list[Figure]]]] = {
+    "federation": ("slow and hung sources behind the PRIME hub (latency vs. the injected delay, the deadline)", federation.run),
+    "scale": ("10k vs 1M people per source (exact and fuzzy search latency), gateway memory", scale.run),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, (text, _run) in SECTIONS.items():
+        parser.add_argument(f"--{name}", action="store_true", help=text)
+    parser.add_argument("--requests", type=int, default=40, help="searches per measured point (default 40)")
+    parser.add_argument("--bench-dir", type=Path, default=BENCH_DIR,
+                        help=f"where the demo states are built and kept (default {BENCH_DIR})")
+    return parser
+
+
+def report(figures: list[Figure]) -> str:
+    rows = [("figure", "measured", "target", "holds")]
+    for f in figures:
+        rows.append((f.name, f.measured, f.target, "-" if f.holds is None else ("yes" if f.holds else "NO")))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    details = [f"  {f.name}: {f.detail}" for f in figures if f.detail]
+    return "\n".join(lines + ([""] + details if details else []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    chosen = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
+    context = Context(bench_dir=args.bench_dir, requests_per_point=args.requests)
+    started = time.monotonic()
+    figures: list[Figure] = []
+    for name in chosen:
+        figures.extend(SECTIONS[name][1](context))
+    print(f"leis-gateway bench ({', '.join(chosen)}): {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"{args.requests} searches per point, {time.monotonic() - started:.0f} s")
+    print(report(figures))
+    for note in context.notes:
+        print(f"note: {note}")
+    return 0 if all(f.holds is not False for f in figures) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
