@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from ..domain import Criterion, MessageHeader, Purpose, QueryField, QueryMatch
+from ..domain import Criterion, MessageHeader, Purpose, QueryMatch
 from . import build
 from .digest_paths import FIELD_PATHS
 from .namespaces import DIGEST, IM, J, LEXS, NC, NSMAP, OPERATIONS, SR, qname

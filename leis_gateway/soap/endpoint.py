@@ -29,15 +29,19 @@ from .application import Operation
 log = logging.getLogger(__name__)
 
 
-class LexsEndpoint:
-    def __init__(self, service: SearchRetrieveService, identity: build.GatewayIdentity) -> None:
-        self.service = service
-        self.identity = identity
+class EndpointBase:
+    """What every SR endpoint does around its business: validate, parse, answer, summarise.
+
+    Subclasses answer a parsed request in `_dispatch`; anything unexpected becomes a LEXS
+    Error answer of the operation (never a stack trace, never message content in logs).
+    """
+
+    identity: build.GatewayIdentity
 
     def __call__(self, operation: Operation, wrapper: etree._Element, exchange: Exchange) -> etree._Element:
         try:
             response = self._answer(operation, wrapper, exchange)
-        except Exception as exc:  # never a stack trace to the caller, never message content in logs
+        except Exception as exc:
             log.error("%s failed: %s (correlation %s)", operation.name, type(exc).__name__, exchange.correlation_id)
             advisory = Advisory(AdvisoryCategory.OTHER, "The request could not be processed; try again later.")
             response = build.error_response(operation.name, (advisory,), None, self.identity)
@@ -60,11 +64,22 @@ class LexsEndpoint:
             advisory = Advisory(AdvisoryCategory.INVALID_REQUEST, str(exc)[:500])
             return build.error_response(operation.name, (advisory,), parse.lenient_header(wrapper), self.identity)
         agreement_id = exchange.caller.agreement_id if exchange.caller else ""
-        response, facts = self._dispatch(operation.name, agreement_id, request)
+        response, facts = self._dispatch(operation.name, agreement_id, request, exchange)
         exchange.notes["facts"] = facts
         return response
 
-    def _dispatch(self, operation: str, agreement_id: str, request) -> tuple[etree._Element, AuditFacts]:
+    def _dispatch(self, operation: str, agreement_id: str, request, exchange: Exchange) -> tuple[etree._Element, AuditFacts]:
+        raise NotImplementedError
+
+
+class LexsEndpoint(EndpointBase):
+    """The member endpoint: DHS sources through `SearchRetrieveService`."""
+
+    def __init__(self, service: SearchRetrieveService, identity: build.GatewayIdentity) -> None:
+        self.service = service
+        self.identity = identity
+
+    def _dispatch(self, operation: str, agreement_id: str, request, exchange: Exchange) -> tuple[etree._Element, AuditFacts]:
         header: MessageHeader = request.header
         if isinstance(request, StructuredSearchRequest):
             outcome, facts = self.service.structured_search(agreement_id, request)

@@ -17,11 +17,10 @@ from ..domain import (
     TextSearchRequest,
 )
 from ..guard.middleware import Exchange
-from ..lexs import build, parse, schema
-from ..lexs.namespaces import Operation
+from ..lexs import build
 from ..service import AuditFacts
 from ..soap import faults
-from ..soap.endpoint import _summary
+from ..soap.endpoint import EndpointBase
 from ..soap.faults import SoapFault
 from .service import TwoWayService
 
@@ -32,36 +31,12 @@ logging.getLogger("spyne.util.appreg").setLevel(logging.ERROR)
 NOT_INTERNAL = SoapFault("NotInternalSystem", "Only the internal analysts' system may use this endpoint.")
 
 
-class InternalEndpoint:
+class InternalEndpoint(EndpointBase):
     def __init__(self, service: TwoWayService, identity: build.GatewayIdentity) -> None:
         self.service = service
         self.identity = identity
 
-    def __call__(self, operation: Operation, wrapper: etree._Element, exchange: Exchange) -> etree._Element:
-        try:
-            response = self._answer(operation, wrapper, exchange)
-        except Exception as exc:  # never a stack trace to the caller, never message content in logs
-            log.error("internal %s failed: %s (correlation %s)", operation.name, type(exc).__name__,
-                      exchange.correlation_id)
-            advisory = Advisory(AdvisoryCategory.OTHER, "The request could not be processed; try again later.")
-            response = build.error_response(operation.name, (advisory,), None, self.identity)
-        exchange.notes.update(_summary(response))
-        return response
-
-    def _answer(self, operation: Operation, wrapper: etree._Element, exchange: Exchange) -> etree._Element:
-        errors = schema.validate_message(wrapper)
-        if errors:
-            first = errors[0]
-            advisory = Advisory(AdvisoryCategory.INVALID_REQUEST,
-                                f"Line {first.line}: {first.element}: {first.message}"[:500])
-            return build.error_response(operation.name, (advisory,), parse.lenient_header(wrapper), self.identity)
-        message = wrapper[0] if len(wrapper) else wrapper
-        try:
-            request = parse.parse_request(operation.name, message)
-        except parse.LexsParseError as exc:
-            advisory = Advisory(AdvisoryCategory.INVALID_REQUEST, str(exc)[:500])
-            return build.error_response(operation.name, (advisory,), parse.lenient_header(wrapper), self.identity)
-        agreement_id = exchange.caller.agreement_id if exchange.caller else ""
+    def _dispatch(self, operation: str, agreement_id: str, request, exchange: Exchange) -> tuple[etree._Element, AuditFacts]:
         cid = exchange.correlation_id
         facts = AuditFacts()
         header = request.header
@@ -70,7 +45,7 @@ class InternalEndpoint:
         elif isinstance(request, TextSearchRequest):
             advisory = Advisory(AdvisoryCategory.UNSTRUCTURED_SEARCH_NOT_SUPPORTED,
                                 "Partners are queried with structured search only (doStructuredSearch).")
-            response = build.error_response(operation.name, (advisory,), header, self.identity,
+            response = build.error_response(operation, (advisory,), header, self.identity,
                                             max_items_requested=request.max_items)
             facts = AuditFacts(user_id=request.user.user_id)
         elif isinstance(request, DataItemRequest):
@@ -80,8 +55,7 @@ class InternalEndpoint:
         else:
             assert isinstance(request, ServiceProviderRequest)
             response = self._service_provider(request, header)
-        exchange.notes["facts"] = facts
-        return response
+        return response, facts
 
     def _service_provider(self, request: ServiceProviderRequest, header) -> etree._Element:
         if request.question is ServiceQuestion.CAPABILITIES:
