@@ -19,6 +19,8 @@ from .guard.edge import Edge
 from .guard.identity import CertificateIdentity
 from .guard.middleware import Caller, Guard
 from .lexs import build
+from .observability import metrics
+from .observability.readiness import Readiness
 from .policy.agreements import AgreementRegistry
 from .release.tokens import ItemTokens
 from .security.pki import certificate_fingerprint, load_signing_credentials
@@ -66,6 +68,7 @@ class Gateway:
     contract: ContractDocuments
     wsgi: Guard
     identity: CertificateIdentity | None = None  # None: read from settings on first use
+    readiness: Readiness | None = None  # None: built on first /readyz
 
     def identify(self, environ: dict) -> Caller | SoapFault:
         """The caller: a checked client certificate (guard/identity.py), then its agreement."""
@@ -86,10 +89,14 @@ class Gateway:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             return "200 OK", [("Content-Type", "text/plain")], b"ok\n"
-        if path == "/readyz":  # not ready while the audit log cannot be written: no service then
-            if self.audit.ready():
-                return "200 OK", [("Content-Type", "text/plain")], b"ready\n"
-            return "503 Service Unavailable", [("Content-Type", "text/plain")], b"audit unavailable\n"
+        if path == "/readyz":  # audit writable, registry loaded, sources answering (observability/readiness.py)
+            if self.readiness is None:
+                self.readiness = Readiness(audit=self.audit, registry=self.registry, federation=self.federation,
+                                           hub=self.hub)
+            report = self.readiness.check()
+            return report.status, [("Content-Type", "text/plain; charset=utf-8")], report.body
+        if path == "/metrics" and self.settings.endpoint_metrics:  # any client certificate of the CA
+            return "200 OK", [("Content-Type", metrics.CONTENT_TYPE)], metrics.METRICS.render()
         if path.rstrip("/") == SR_PATH:
             return self.contract.serve(environ)
         return None

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -11,7 +10,8 @@ from .config import Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings.from_env()
+    """File ($LEIS_CONFIG or --config), then environment, then the global flags."""
+    settings = Settings.load(getattr(args, "config", None))
     if getattr(args, "home", None):
         settings = settings.with_(home=Path(args.home))
     return settings
@@ -39,65 +39,35 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .app import create_gateway
-    from .security.tls import make_tls_server
+    from .workers import serve
 
     settings = _settings(args).with_(
-        **{k: v for k, v in (("host", args.host), ("port", args.port),
-                             ("internal_port", args.internal_port)) if v is not None}
+        **{k: v for k, v in (("host", args.host), ("port", args.port), ("internal_port", args.internal_port),
+                             ("workers", args.workers), ("metrics_port", args.metrics_port),
+                             ("log_format", getattr(args, "log_format", None))) if v is not None}
     )
-    gateway = create_gateway(settings)
-    pki = settings.pki_dir
-    server = make_tls_server(
-        gateway.wsgi,
-        settings.host,
-        settings.port,
-        cert=pki / "server.crt",
-        key=pki / "server.key",
-        ca=pki / "ca.crt",
-        numthreads=settings.server_threads,
-    )
-    internal = internal_server = None
-    if settings.internal_port is not None:  # two-way sharing: the analysts' endpoint, on its own port
-        import threading
+    if settings.workers < 1:
+        print("leis-gateway serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    # One process, or a pre-fork supervisor of `workers` processes (workers.py). SIGTERM ends the
+    # serving loop the way Ctrl-C does (cheroot's stop() cannot run inside a signal handler).
+    return serve(settings)
 
-        from .app import create_internal_endpoint
 
-        internal = create_internal_endpoint(gateway)
-        internal_server = make_tls_server(
-            internal.wsgi, settings.internal_host or settings.host, settings.internal_port,
-            cert=pki / "server.crt", key=pki / "server.key", ca=pki / "ca.crt", numthreads=settings.server_threads,
-        )
-        internal_server.prepare()
-        threading.Thread(target=internal_server.serve, name="internal-endpoint", daemon=True).start()
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .observability.checks import check, print_report
 
-    def stop(*_):
-        server.stop()
-        if internal_server is not None:
-            internal_server.stop()
-
-    # cheroot's stop() waits for its serving loop, which runs on this thread: calling it from the
-    # signal handler would wait forever, so SIGTERM ends the loop the way Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
-    server.prepare()
-    print(f"leis-gateway serving {settings.endpoint_url} (WSDL: {settings.endpoint_url}?wsdl)", flush=True)
-    if internal is not None:
-        print(f"leis-gateway internal analysts' endpoint {settings.internal_endpoint_url} (afi certificate only)",
-              flush=True)
     try:
-        server.serve()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
-        if internal is not None:
-            internal.close()
-        gateway.close()
-    return 0
-
-
-def _interrupt(*_):
-    raise KeyboardInterrupt
+        settings = _settings(args)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"PROBLEM  {line}")
+        print("1 problem(s)" if "\n" not in str(exc) else f"{len(str(exc).splitlines())} problem(s)")
+        return 1
+    report = check(settings, bind_ports=not args.no_ports)
+    print_report(settings, report, sys.stdout)
+    return 0 if report.ok else 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -151,6 +121,10 @@ def _progress_bar(label: str):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leis-gateway", description=__doc__)
     parser.add_argument("--home", help="state directory (default $LEIS_HOME or ./var)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="settings file (TOML; default $LEIS_CONFIG); the environment overrides it, flags both")
+    parser.add_argument("--log-format", choices=["text", "json"], default=None,
+                        help="log lines as text or one JSON object each (default $LEIS_LOG_FORMAT or text)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     init = commands.add_parser("init", help="create the demo state (idempotent)")
@@ -163,7 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--internal-port", type=int, default=None,
                        help="also serve the internal analysts' endpoint (two-way sharing) on this port "
                             "(default $LEIS_INTERNAL_PORT; none: not served)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="worker processes (default $LEIS_WORKERS or 1); more than one: a pre-fork supervisor")
+    serve.add_argument("--metrics-port", type=int, default=None,
+                       help="also serve /metrics in plain HTTP on this port of 127.0.0.1 ($LEIS_METRICS_HOST) "
+                            "(default $LEIS_METRICS_PORT; none: only on the endpoint port, mutual TLS)")
+    _add_common(serve)
     serve.set_defaults(func=cmd_serve)
+
+    config = commands.add_parser("config", help="the settings: file, environment, flags")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    config_check = config_commands.add_parser(
+        "check", help="load the settings, check them (PKI, registry, sources, audit store, CRL, URLs, ports), "
+                      "print them; exit 0 when fine, 1 when not")
+    config_check.add_argument("--no-ports", action="store_true", help="do not check that the ports are free")
+    _add_common(config_check)
+    config_check.set_defaults(func=cmd_config_check)
 
     validate = commands.add_parser("validate", help="validate LEXS 3.1 messages against the schemas")
     validate.add_argument("files", nargs="+",
@@ -209,10 +198,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_common(subparser: argparse.ArgumentParser) -> None:
+    """--config and --log-format after the subcommand too (SUPPRESS: not given keeps the global value)."""
+    subparser.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
+                           help="settings file (TOML; default $LEIS_CONFIG)")
+    subparser.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS,
+                           help="text or json (default $LEIS_LOG_FORMAT or text)")
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    from .config import ConfigError
+    from .observability.logs import setup_logging
+
+    log_format, level = "text", "INFO"
+    try:
+        settings = Settings.load(getattr(args, "config", None))
+        log_format, level = settings.log_format, settings.log_level
+    except (ConfigError, ValueError):  # `config check` says what is wrong; logging must still work
+        pass
+    if getattr(args, "log_format", None):
+        log_format = args.log_format
+    try:
+        setup_logging(log_format, level)
+    except ValueError:
+        setup_logging("text", "INFO")
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    _setup_logging(args)
     return args.func(args)
 
 

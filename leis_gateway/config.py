@@ -6,7 +6,9 @@ environment variable so a container or a test can point the gateway anywhere.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,13 @@ class Settings:
     internal_public_url: str | None = None  # the address written into the internal WSDL
     partner_timeout_seconds: float = 10.0  # the most any one partner is given (the requester's deadline is the other bound)
     partner_max_response_bytes: int = 16_000_000
+    # --- operations (observability/, workers.py, docs/operations.md) ---------------------------
+    workers: int = 1  # serving processes; more than 1: a pre-fork supervisor (workers.py)
+    metrics_port: int | None = None  # also serve /metrics in plain HTTP here (for a local Prometheus)
+    metrics_host: str = "127.0.0.1"  # where the plain-HTTP metrics port listens (keep it loopback)
+    endpoint_metrics: bool = True  # /metrics on the endpoint port too (mutual TLS: any certificate of the CA)
+    log_format: str = "text"  # text | json (one JSON object per line)
+    log_level: str = "INFO"
 
     # --- derived locations -----------------------------------------------------------------
     @property
@@ -139,4 +148,125 @@ class Settings:
             partner_max_response_bytes=int(
                 env.get("LEIS_PARTNER_MAX_RESPONSE_BYTES", defaults.partner_max_response_bytes)
             ),
+            workers=int(env.get("LEIS_WORKERS") or defaults.workers),
+            metrics_port=int(env["LEIS_METRICS_PORT"]) if env.get("LEIS_METRICS_PORT") else None,
+            metrics_host=env.get("LEIS_METRICS_HOST") or defaults.metrics_host,
+            endpoint_metrics=env.get("LEIS_ENDPOINT_METRICS", "1") not in ("0", "false", "no"),
+            log_format=(env.get("LEIS_LOG_FORMAT") or defaults.log_format).strip().lower(),
+            log_level=(env.get("LEIS_LOG_LEVEL") or defaults.log_level).strip().upper(),
         )
+
+    @classmethod
+    def load(cls, config_file: str | os.PathLike[str] | None = None,
+             environ: os._Environ[str] | dict[str, str] | None = None) -> "Settings":
+        """Settings from a TOML file (`config_file`, else $LEIS_CONFIG, else none), then the
+        environment over it; command-line flags are the caller's to apply last. Raises ConfigError."""
+        env = os.environ if environ is None else environ
+        path = config_file or env.get("LEIS_CONFIG") or None
+        from_env = cls.from_env(env)
+        if path is None:
+            return from_env
+        values = read_config_file(Path(path))
+        defaults = cls()
+        merged: dict[str, object] = {}
+        for f in fields(cls):
+            variable = ENVIRONMENT.get(f.name)
+            if variable is not None:
+                set_in_env = bool(env.get(variable))
+            else:  # a setting without a known variable: the environment set it if it changed it
+                set_in_env = getattr(from_env, f.name) != getattr(defaults, f.name)
+            if set_in_env:
+                merged[f.name] = getattr(from_env, f.name)
+            elif f.name in values:
+                merged[f.name] = values[f.name]
+        return cls(**merged)
+
+
+# --- configuration files ---------------------------------------------------------------------------
+
+# The environment variable of each setting (Settings.from_env reads them).
+ENVIRONMENT: dict[str, str] = {
+    "home": "LEIS_HOME", "host": "LEIS_HOST", "port": "LEIS_PORT", "public_url": "LEIS_PUBLIC_URL",
+    "registry_path": "LEIS_REGISTRY", "audit_url": "LEIS_AUDIT_URL", "max_body_bytes": "LEIS_MAX_BODY_BYTES",
+    "default_timeout_seconds": "LEIS_DEFAULT_TIMEOUT", "max_timeout_seconds": "LEIS_MAX_TIMEOUT",
+    "server_threads": "LEIS_THREADS", "require_signature": "LEIS_REQUIRE_SIGNATURE",
+    "demo_people": "LEIS_DEMO_PEOPLE", "prime_hub_url": "LEIS_PRIME_HUB_URL",
+    "prime_hub_systems": "LEIS_PRIME_HUB_SYSTEMS", "prime_hub_pool": "LEIS_PRIME_HUB_POOL",
+    "prime_hub_ca": "LEIS_PRIME_HUB_CA", "source_workers": "LEIS_SOURCE_WORKERS",
+    "source_concurrency": "LEIS_SOURCE_CONCURRENCY", "client_ca_path": "LEIS_CLIENT_CA", "crl_path": "LEIS_CRL",
+    "trusted_proxies": "LEIS_TRUSTED_PROXIES", "client_cert_header": "LEIS_CLIENT_CERT_HEADER",
+    "internal_host": "LEIS_INTERNAL_HOST", "internal_port": "LEIS_INTERNAL_PORT",
+    "internal_public_url": "LEIS_INTERNAL_PUBLIC_URL", "partner_timeout_seconds": "LEIS_PARTNER_TIMEOUT",
+    "partner_max_response_bytes": "LEIS_PARTNER_MAX_RESPONSE_BYTES", "workers": "LEIS_WORKERS",
+    "metrics_port": "LEIS_METRICS_PORT", "metrics_host": "LEIS_METRICS_HOST",
+    "endpoint_metrics": "LEIS_ENDPOINT_METRICS", "log_format": "LEIS_LOG_FORMAT", "log_level": "LEIS_LOG_LEVEL",
+}
+
+
+class ConfigError(ValueError):
+    """Why a configuration file cannot be used (every problem, one per line)."""
+
+
+def read_config_file(path: Path) -> dict[str, object]:
+    """The settings a TOML file gives: top-level keys named like the Settings fields (a `[leis]`
+    table is read too). Relative paths are relative to the file's directory. Raises ConfigError."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path}: cannot be read ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path}: not valid TOML ({exc})") from None
+    if isinstance(data.get("leis"), dict):
+        data = {**{k: v for k, v in data.items() if k != "leis"}, **data["leis"]}
+    hints = typing.get_type_hints(Settings)
+    known = {f.name for f in fields(Settings)}
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    for key, raw in data.items():
+        if key not in known:
+            problems.append(f"unknown setting {key!r}")
+            continue
+        try:
+            values[key] = _coerce(hints[key], raw, path.parent)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{key}: {exc}")
+    if problems:
+        raise ConfigError("\n".join(f"configuration file {path}: {p}" for p in problems))
+    return values
+
+
+def _coerce(hint: object, raw: object, base: Path) -> object:
+    args = typing.get_args(hint)
+    if type(None) in args:  # X | None
+        if raw is None or raw == "":
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if isinstance(raw, bool):
+            return raw
+        raise TypeError(f"expected true or false, got {raw!r}")
+    if hint is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        raise TypeError(f"expected an integer, got {raw!r}")
+    if hint is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        raise TypeError(f"expected a number, got {raw!r}")
+    if hint is str:
+        if isinstance(raw, str):
+            return raw
+        raise TypeError(f"expected a string, got {raw!r}")
+    if hint is Path:
+        if isinstance(raw, str) and raw:
+            path = Path(raw).expanduser()
+            return path if path.is_absolute() else base / path
+        raise TypeError(f"expected a path, got {raw!r}")
+    if typing.get_origin(hint) is tuple:
+        if isinstance(raw, str):
+            raw = [part.strip() for part in raw.split(",") if part.strip()]
+        if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+            return tuple(raw)
+        raise TypeError(f"expected a list of strings, got {raw!r}")
+    raise TypeError(f"unsupported setting type {hint!r}")  # pragma: no cover

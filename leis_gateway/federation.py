@@ -131,10 +131,17 @@ class Federation:
                     started,
                 )
                 continue
-            future = self._pool.submit(_run_source_call, call, deadline_at)
+            try:
+                future = self._pool.submit(_run_source_call, call, deadline_at)
+            except RuntimeError:  # shutting down
+                self._release(name)
+                refused[name] = _failed(
+                    name, AdvisoryCategory.NETWORK_FAILURE, f"Source system {name} is not available.", started
+                )
+                continue
             future.add_done_callback(lambda _f, n=name: self._release(n))
             futures[future] = name
-        done, late = wait(futures, timeout=max(deadline_at - time.monotonic(), 0.0))
+        _done, late = wait(futures, timeout=max(deadline_at - time.monotonic(), 0.0))
         by_name: dict[str, SourceStatus] = dict(refused)
         results: list[tuple[str, Any]] = []
         for future, name in futures.items():

@@ -28,6 +28,7 @@ from .domain import (
     UserAssertion,
 )
 from .federation import Federation
+from .observability import metrics
 from .policy import rules
 from .policy.agreements import AgreementRegistry
 from .release.release import Disclosure, authorise_attachment, release, release_single
@@ -129,6 +130,7 @@ class SearchRetrieveService:
             deadline - response_reserve(deadline),
             stated_seconds=deadline,
         )
+        metrics.observe_sources(fanned.statuses)
         found = [record for _, records in fanned.results for record in records]
         # A source that filled its limit may hold more matches than it sent, released or not.
         source_limit_hit = any(len(records) >= limit for _, records in fanned.results)
@@ -230,6 +232,7 @@ class SearchRetrieveService:
         fanned = self.federation.fan_out(
             [(adapter.system.value, _bind(adapter.fetch, ref.record_id))], self.default_timeout_seconds
         )
+        metrics.observe_sources(fanned.statuses)
         if fanned.all_failed:
             return fanned.advisories[0]
         record = fanned.results[0][1]

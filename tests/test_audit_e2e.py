@@ -54,7 +54,6 @@ N_REQUESTS = 60
 CLIENTS = 6
 CANARY_SURNAME = "QXCANARYZULU"  # a queried value: it exists only inside message content
 CLI = Path(sys.executable).parent / "leis-gateway"
-SEARCH_OPERATIONS = ("doStructuredSearch", "doTextSearch")
 
 
 # --- what the agencies ask ------------------------------------------------------------------
@@ -556,11 +555,13 @@ def test_no_service_without_audit_and_service_resumes_by_itself(home: Path, stor
         # the store goes away while an exchange is inside (the sources already answered):
         # the answer that cannot be audited is never sent
         lost = threading.Event()
+        once = threading.Lock()  # the sources are asked in parallel threads
 
         def lose_store_once() -> None:
-            if not lost.is_set():
-                lost.set()
-                store.break_()
+            with once:
+                if not lost.is_set():
+                    lost.set()
+                    store.break_()
 
         spied.on_call = lose_store_once
         try:

@@ -138,7 +138,8 @@ def test_threads_return_to_baseline_after_many_timeouts():
             federation.fan_out([("TECS", sleeper(0.15)), ("EID", sleeper(0.001))], 0.01)
             assert federation.workers <= 6  # bounded, however many calls were abandoned
         assert wait_until(lambda: federation.in_flight() == {} and federation.workers == 0)
-        assert wait_until(lambda: threading.active_count() == baseline), (threading.active_count(), baseline)
+        # (<=: idle workers of an earlier test's pool may exit meanwhile)
+        assert wait_until(lambda: threading.active_count() <= baseline), (threading.active_count(), baseline)
         # the pool still works after shrinking to nothing
         assert federation.fan_out([("TECS", sleeper(0, 1))], 1).results == (("TECS", 1),)
     finally:

@@ -50,11 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
     context = Context(bench_dir=args.bench_dir, requests_per_point=args.requests)
     started = time.monotonic()
+    load_before = "/".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the machine skews latency
     figures: list[Figure] = []
     for name in chosen:
         figures.extend(SECTIONS[name][1](context))
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"leis-gateway bench ({', '.join(chosen)}): {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{args.requests} searches per point, {time.monotonic() - started:.0f} s")
+          f"{args.requests} searches per point, {time.monotonic() - started:.0f} s, load average {load} "
+          f"(at start {load_before})")
     print(report(figures))
     for note in context.notes:
         print(f"note: {note}")

@@ -14,6 +14,7 @@ from lxml import etree
 
 from ..audit.types import AuditEntry, AuditUnavailable, Direction, Disclosure as AuditDisclosure
 from ..lexs import parse
+from ..observability import metrics
 from ..policy.agreements import AgreementRegistry
 from ..security.pki import SigningCredentials
 from ..security.wssec import (
@@ -137,11 +138,18 @@ class Edge:
         return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
     def _record(self, entry: AuditEntry, raw: bytes, disclosures=()) -> None:
+        started = time.perf_counter()
         try:
             self.audit.record(entry, raw, disclosures)
         except AuditUnavailable:
+            metrics.observe_audit_write(_direction(entry), time.perf_counter() - started, ok=False)
             log.error("audit log unavailable: refusing service")
             raise faults.AUDIT_UNAVAILABLE from None
+        metrics.observe_audit_write(_direction(entry), time.perf_counter() - started, ok=True)
+
+
+def _direction(entry: AuditEntry) -> str:
+    return str(getattr(entry.direction, "value", entry.direction))
 
 
 def _operation(exchange: Exchange) -> str:

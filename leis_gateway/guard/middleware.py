@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Protocol
 
+from ..observability import exchange_scope
 from ..soap import faults
 from ..soap.faults import SoapFault, fault_envelope
 from .xmlsafety import InboundEnvelope, parse_envelope
@@ -119,6 +120,10 @@ class Guard:
             received_at=time.monotonic(),
             raw_request=b"",
         )
+        with exchange_scope(exchange):  # log context; at the end, request metrics and an access-log line
+            return self._exchange(environ, start_response, exchange)
+
+    def _exchange(self, environ: dict, start_response: Callable, exchange: Exchange) -> Iterable[bytes]:
         try:
             exchange.raw_request = self._read_body(environ)
             identity = self.identify(environ)
@@ -160,6 +165,7 @@ class Guard:
         try:
             body = self.hooks.respond(exchange, body, is_fault)
         except SoapFault as fault:
+            exchange.notes["fault"] = fault.code  # what was answered instead (metrics)
             return self._fault(start_response, fault, None)
         start_response(
             status,
@@ -209,6 +215,7 @@ class Guard:
                 body = self.hooks.respond(exchange, body, True)
             except SoapFault as outer:
                 body, fault = fault_envelope(outer), outer
+                exchange.notes["fault"] = outer.code  # what was answered instead (metrics)
         headers = [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(body)))]
         if exchange is not None:
             headers.append(("X-Correlation-ID", exchange.correlation_id))

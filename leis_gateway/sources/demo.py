@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-BUILD_VERSION = 1  # bump when the schema or the generator changes: forces a rebuild
+BUILD_VERSION = 2  # bump when the schema or the generator changes: forces a rebuild (2: birth date + surname index)
 BATCH_ROWS = 10_000
 CROWD_PHOTOS = 300  # booking photos for the first crowd arrestees only
 PHOTO_SIZE = (120, 160)

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any, ClassVar
 
 from sqlalchemy import Column, Date, Engine, Index, Integer, MetaData, String, Table, Text, select, text
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, sessionmaker
 
 from ..domain import (
     Address,
@@ -50,7 +50,7 @@ class PersonColumns:
     surname_norm: Mapped[str | None] = mapped_column(String(60), index=True)
     given_key: Mapped[str | None] = mapped_column(String(10), index=True)
     surname_key: Mapped[str | None] = mapped_column(String(10), index=True)
-    birth_date: Mapped[date | None] = mapped_column(Date, index=True)
+    birth_date: Mapped[date | None] = mapped_column(Date)  # indexed with the surname: see __table_args__
     height_inches: Mapped[int | None] = mapped_column(Integer)
     weight_pounds: Mapped[int | None] = mapped_column(Integer)
     eye_color: Mapped[str | None] = mapped_column(String(3))
@@ -62,6 +62,12 @@ class PersonColumns:
     passport: Mapped[str | None] = mapped_column(String(20), index=True)
     driver_license: Mapped[str | None] = mapped_column(String(20), index=True)
     driver_license_state: Mapped[str | None] = mapped_column(String(2))
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index, ...]:
+        # Birth date, then surname: a name + birth date search (the commonest) reads only its own
+        # rows however many people share the date; a date or a date range alone uses the prefix.
+        return (Index(f"ix_{cls.__tablename__}_birth_date_surname", "birth_date", "surname_norm"),)
 
 
 class AddressColumns:

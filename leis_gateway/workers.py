@@ -1,0 +1,403 @@
+"""Serving: one process, or a pre-fork supervisor with N worker processes (`serve --workers N`).
+
+The supervisor binds the listening socket(s) once, then forks N workers; each builds its own
+gateway *after* the fork (audit log, source engines, connection pools: a SQLite or psycopg
+connection must never cross a fork) and runs a cheroot TLS server on the inherited socket. The
+kernel hands each new connection to one of the workers blocked on that socket. A worker that dies
+is started again (with a growing pause when it keeps dying at once; after `GIVE_UP_AFTER` quick
+deaths in a row the supervisor stops everything and exits 1: the configuration is broken).
+SIGTERM or SIGINT to the supervisor: every worker gets SIGTERM, finishes its requests in flight,
+exits; the supervisor waits for all of them (SIGKILL after `STOP_TIMEOUT` s). Workers also get
+SIGTERM if the supervisor dies (Linux: PR_SET_PDEATHSIG), so none is left behind.
+
+Why a shared socket and not SO_REUSEPORT: measured with cheroot's TLS adapter, both work; with
+SO_REUSEPORT the kernel pins each connection to one worker's own queue and the connections queued
+at a worker that dies are reset, and a port bound by N sockets cannot be checked for "in use" up
+front. With one shared socket every worker polls it; the listening socket is put in non-blocking
+mode so that a worker that lost the race for a connection gets EAGAIN (cheroot ignores it) instead
+of blocking for a second in accept().
+
+Metrics: every worker writes its registry into a directory the supervisor made
+(observability/metrics.py); a scrape on any worker, or on the supervisor's plain-HTTP metrics
+port, sums them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .config import Settings
+from .observability import metrics
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 15.0  # seconds a worker gets to finish its requests after SIGTERM
+QUICK_DEATH = 5.0  # a worker that dies this soon after its start "died at once"
+GIVE_UP_AFTER = 5  # quick deaths in a row of one slot after which the supervisor gives up
+REQUEST_QUEUE = 128
+
+
+# --- one serving process -------------------------------------------------------------------------
+
+
+@dataclass
+class Listeners:
+    """Sockets bound by the supervisor for its workers (None: each server binds its own)."""
+
+    endpoint: socket.socket | None = None
+    internal: socket.socket | None = None
+
+
+def serve_process(settings: Settings, listeners: Listeners | None = None, *, announce: bool = True,
+                  on_ready: Callable[[], None] | None = None) -> int:
+    """Build the gateway and serve it until SIGTERM/SIGINT (KeyboardInterrupt). Returns an exit code."""
+    from .app import create_gateway, create_internal_endpoint
+    from .security.tls import make_tls_server
+
+    listeners = listeners or Listeners()
+    gateway = create_gateway(settings)
+    pki = settings.pki_dir
+    tls = dict(cert=pki / "server.crt", key=pki / "server.key", ca=pki / "ca.crt", numthreads=settings.server_threads)
+    server = make_tls_server(gateway.wsgi, settings.host, settings.port, **tls)
+    _adopt(server, listeners.endpoint)
+    internal = internal_server = internal_thread = None
+    if settings.internal_port is not None:  # two-way sharing: the analysts' endpoint, on its own port
+        internal = create_internal_endpoint(gateway)
+        internal_server = make_tls_server(internal.wsgi, settings.internal_host or settings.host,
+                                          settings.internal_port, **tls)
+        _adopt(internal_server, listeners.internal)
+        internal_server.prepare()
+        _nonblocking(internal_server, listeners.internal)
+        internal_thread = threading.Thread(target=internal_server.serve, name="internal-endpoint", daemon=True)
+        internal_thread.start()
+    server.prepare()
+    _nonblocking(server, listeners.endpoint)
+    if announce:
+        print(f"leis-gateway serving {settings.endpoint_url} (WSDL: {settings.endpoint_url}?wsdl)", flush=True)
+        if internal is not None:
+            print(f"leis-gateway internal analysts' endpoint {settings.internal_endpoint_url} (afi certificate only)",
+                  flush=True)
+    if on_ready is not None:
+        on_ready()
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for running, inherited in ((server, listeners.endpoint), (internal_server, listeners.internal)):
+            if running is not None:
+                _stop(running, inherited)
+        if internal_thread is not None:
+            internal_thread.join(timeout=STOP_TIMEOUT)
+        if internal is not None:
+            internal.close()
+        gateway.close()
+    return 0
+
+
+def _adopt(server, sock: socket.socket | None) -> None:
+    """Make cheroot serve on `sock` (bound and listening already) instead of binding its own."""
+    if sock is None:
+        return
+
+    def bind(family, type, proto=0):  # noqa: A002 - cheroot's signature
+        server.socket = sock
+        server.bind_addr = server.resolve_real_bind_addr(sock)
+        return sock
+
+    server.bind = bind
+
+
+def _nonblocking(server, inherited: socket.socket | None) -> None:
+    if inherited is not None:  # shared by every worker: a lost race is EAGAIN, not a blocked accept()
+        server.socket.setblocking(False)
+
+
+def _stop(server, inherited: socket.socket | None) -> None:
+    """Stop a cheroot server. On a shared socket, cheroot's trick of connecting to its own socket
+    to wake accept() would wake *another* worker: detach the socket first (ours just closes)."""
+    if inherited is not None and server.socket is not None:
+        server.socket = None
+        inherited.close()
+    server.stop()
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+# --- the plain-HTTP metrics port -----------------------------------------------------------------
+
+
+def metrics_server(host: str, port: int, render: Callable[[], bytes], sock: socket.socket | None = None):
+    """A small plain-HTTP server for /metrics (and /healthz), meant for loopback; started on a thread."""
+    from cheroot import wsgi
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            body, kind = render(), metrics.CONTENT_TYPE
+        elif path == "/healthz":
+            body, kind = b"ok\n", "text/plain"
+        else:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        start_response("200 OK", [("Content-Type", kind), ("Content-Length", str(len(body)))])
+        return [body]
+
+    server = wsgi.Server((host, port), app, numthreads=2, timeout=10)
+    _adopt(server, sock)
+    server.prepare()
+    thread = threading.Thread(target=server.serve, name="metrics-port", daemon=True)
+    thread.start()
+    return server, thread
+
+
+def serve_single(settings: Settings) -> int:
+    """`serve` with one process: the gateway, and the metrics port on a thread when configured."""
+    signal.signal(signal.SIGTERM, _interrupt)  # cheroot's stop() cannot run in a signal handler
+    extra = None
+    if settings.metrics_port is not None:
+        extra = metrics_server(settings.metrics_host, settings.metrics_port, metrics.METRICS.render)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    try:
+        return serve_process(settings)
+    finally:
+        if extra is not None:
+            extra[0].stop()
+            extra[1].join(timeout=5)
+
+
+# --- the pre-fork supervisor ---------------------------------------------------------------------
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6 and host in ("::", "::0"):
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((host, port))
+    sock.listen(REQUEST_QUEUE)
+    return sock
+
+
+@dataclass
+class _Slot:
+    index: int
+    pid: int | None = None
+    started: float = 0.0
+    quick_deaths: int = 0
+    restart_at: float = 0.0
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    workers: int
+    slots: list[_Slot] = field(default_factory=list)
+    stopping: bool = False
+    failed: bool = False
+
+    def run(self) -> int:
+        s = self.settings
+        self._preflight()
+        listeners = Listeners(endpoint=bind_listener(s.host, s.port))
+        if s.internal_port is not None:
+            listeners.internal = bind_listener(s.internal_host or s.host, s.internal_port)
+        if s.port == 0:  # an ephemeral port: every worker serves the one the supervisor got
+            self.settings = s = s.with_(port=listeners.endpoint.getsockname()[1])
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="leis-metrics-"))
+        self.listeners = listeners
+        self._supervisor_snapshot()
+        metrics_sock = None
+        if s.metrics_port is not None:
+            metrics_sock = bind_listener(s.metrics_host, s.metrics_port)
+        self._metrics_sock = metrics_sock
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop)
+        print(f"leis-gateway serving {s.endpoint_url} (WSDL: {s.endpoint_url}?wsdl) with {self.workers} workers "
+              f"(supervisor pid {os.getpid()})", flush=True)
+        if s.internal_port is not None:
+            print(f"leis-gateway internal analysts' endpoint {s.internal_endpoint_url} (afi certificate only)",
+                  flush=True)
+        self.slots = [_Slot(i) for i in range(self.workers)]
+        extra = None
+        try:
+            for slot in self.slots:
+                self._spawn(slot)
+            if metrics_sock is not None:  # after the first forks: no server threads in the children's past
+                extra = metrics_server(s.metrics_host, s.metrics_port, lambda: metrics.render_directory(self.metrics_dir),
+                                       sock=metrics_sock)
+                log.info("metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
+            while not self.stopping:
+                self._reap()
+                self._restart_due()
+                time.sleep(0.1)
+        finally:
+            self._stop_all()
+            if extra is not None:
+                extra[0].stop()
+                extra[1].join(timeout=5)
+            for sock in (listeners.endpoint, listeners.internal, metrics_sock):
+                if sock is not None:
+                    sock.close()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        return 1 if self.failed else 0
+
+    # --- start-up ------------------------------------------------------------------------------
+    def _preflight(self) -> None:
+        """Open (then close) what every worker will open, once, before forking: a broken configuration
+        fails here, once; the audit store is migrated by one process rather than raced by N; the
+        compiled schemas are inherited by every worker. Nothing it opened stays open across the fork."""
+        from .app import open_audit, open_source_hub
+        from .lexs import schema
+        from .policy.agreements import load_registry
+
+        schema.gateway_schema()
+        load_registry(self.settings.registry_path)  # RegistryError: the file is unusable
+        open_audit(self.settings).close()
+        open_source_hub(self.settings).close()
+
+    def _on_stop(self, signum, _frame) -> None:
+        if not self.stopping:
+            log.info("supervisor: %s, stopping the workers", signal.Signals(signum).name)
+        self.stopping = True
+
+    # --- workers -------------------------------------------------------------------------------
+    def _spawn(self, slot: _Slot) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                code = self._worker(slot.index, parent)
+            except KeyboardInterrupt:  # SIGTERM while still starting
+                code = 0
+            except BaseException:  # noqa: BLE001 - whatever happens, never return into the supervisor's code
+                log.exception("worker %d failed", slot.index)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        slot.pid, slot.started = pid, time.monotonic()
+        log.info("supervisor: worker %d started (pid %d)", slot.index, pid)
+
+    def _worker(self, index: int, parent: int) -> int:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
+        signal.signal(signal.SIGTERM, _interrupt)
+        _die_with_parent()
+        if os.getppid() != parent:  # the supervisor died before the line above
+            return 0
+        if self._metrics_sock is not None:
+            self._metrics_sock.close()
+        metrics.mark_started()
+        metrics.METRICS.share(self.metrics_dir, str(index))
+        try:
+            return serve_process(self.settings, self.listeners, announce=False)
+        finally:
+            metrics.METRICS.stop_sharing()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            slot = next((s for s in self.slots if s.pid == pid), None)
+            metrics.retire(self.metrics_dir, pid)
+            if slot is None:
+                continue
+            slot.pid = None
+            how = _exit_description(status)
+            if self.stopping:
+                continue
+            lived = time.monotonic() - slot.started
+            slot.quick_deaths = slot.quick_deaths + 1 if lived < QUICK_DEATH else 0
+            if slot.quick_deaths >= GIVE_UP_AFTER:
+                log.error("supervisor: worker %d died %d times in a row right after starting (last: %s); "
+                          "giving up", slot.index, slot.quick_deaths, how)
+                self.failed = self.stopping = True
+                return
+            pause = min(0.1 * 2 ** slot.quick_deaths, 5.0) if slot.quick_deaths else 0.0
+            slot.restart_at = time.monotonic() + pause
+            log.warning("supervisor: worker %d (pid %d) %s; restarting it", slot.index, pid, how)
+            metrics.WORKER_RESTARTS.inc(worker=str(slot.index))
+            self._supervisor_snapshot()
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.pid is None and not self.stopping and now >= slot.restart_at:
+                self._spawn(slot)
+
+    def _stop_all(self) -> None:
+        self.stopping = True
+        alive = [s.pid for s in self.slots if s.pid is not None]
+        for pid in alive:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while any(s.pid is not None for s in self.slots) and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.05)
+        for slot in self.slots:
+            if slot.pid is not None:
+                log.warning("supervisor: worker %d (pid %d) did not stop in %g s; killing it",
+                            slot.index, slot.pid, STOP_TIMEOUT)
+                _signal(slot.pid, signal.SIGKILL)
+                try:
+                    os.waitpid(slot.pid, 0)
+                except ChildProcessError:
+                    pass
+                slot.pid = None
+        log.info("supervisor: every worker stopped")
+
+    def _supervisor_snapshot(self) -> None:
+        snapshot = {name: m for name, m in metrics.METRICS.snapshot().items()
+                    if name == metrics.WORKER_RESTARTS.name}
+        metrics.write_snapshot(self.metrics_dir, "supervisor", snapshot)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _exit_description(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when the supervisor dies, however it dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def serve(settings: Settings) -> int:
+    """`leis-gateway serve`: one process, or a supervisor of `settings.workers` processes."""
+    if settings.workers > 1:
+        return Supervisor(settings, settings.workers).run()
+    return serve_single(settings)
