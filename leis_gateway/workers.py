@@ -262,10 +262,8 @@ class Supervisor:
         compiled schemas are inherited by every worker. Nothing it opened stays open across the fork."""
         from .app import open_audit, open_source_hub
         from .lexs import schema
-        from .policy.agreements import load_registry
 
         schema.gateway_schema()
-        load_registry(self.settings.registry_path)  # RegistryError: the file is unusable
         open_audit(self.settings).close()
         open_source_hub(self.settings).close()
 
@@ -397,7 +395,15 @@ def _die_with_parent() -> None:
 
 
 def serve(settings: Settings) -> int:
-    """`leis-gateway serve`: one process, or a supervisor of `settings.workers` processes."""
-    if settings.workers > 1:
-        return Supervisor(settings, settings.workers).run()
-    return serve_single(settings)
+    """`leis-gateway serve`: one process, or a supervisor of `settings.workers` processes.
+    What makes starting impossible is said in one line (exit 1), not as a traceback."""
+    from .audit.types import AuditUnavailable
+
+    try:
+        if settings.workers > 1:
+            return Supervisor(settings, settings.workers).run()
+        return serve_single(settings)
+    except (AuditUnavailable, OSError) as exc:  # FileNotFoundError: no PKI or source databases; bind errors
+        log.error("cannot serve: %s", exc)
+        print(f"leis-gateway serve: cannot start: {exc}", file=sys.stderr)
+        return 1

@@ -37,7 +37,8 @@ from typing import Callable, Iterator
 import pytest
 import requests
 from lxml import etree
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from leis_gateway.audit import AuditFilter, AuditLog, Direction, load_or_create_key
@@ -171,8 +172,8 @@ class Agencies:
         sign_envelope(envelope, credentials.key, credentials.certificate)
         return etree.tostring(envelope)
 
-    def send(self, ask: Ask, timeout: float = 30) -> Sent:
-        correlation_id = uuid.uuid4().hex
+    def send(self, ask: Ask, timeout: float = 30, correlation_id: str | None = None) -> Sent:
+        correlation_id = correlation_id or uuid.uuid4().hex
         body = self.envelope(ask)
         response = self.session(ask.agreement).post(
             self.url, data=body, timeout=timeout,
@@ -236,6 +237,26 @@ class Store:
     url: str
     break_: Callable[[], None]
     restore: Callable[[], None]
+    raw: Engine  # direct SQL access to the store, e.g. to install a failing trigger
+
+    def fail_inserts(self, direction: str, correlation_id: str) -> None:
+        """Make the store itself refuse one exchange's inbound or outbound row (a trigger)."""
+        condition = f"NEW.direction = '{direction}' AND NEW.correlation_id = '{correlation_id}'"
+        with self.raw.begin() as conn:
+            if self.backend == "sqlite":
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER refuse_{direction} BEFORE INSERT ON audit_message WHEN {condition} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"
+                )
+            else:
+                conn.exec_driver_sql(
+                    f"CREATE FUNCTION refuse_{direction}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    f"IF {condition} THEN RAISE EXCEPTION 'refused by test trigger'; END IF; RETURN NEW; END $$"
+                )
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER refuse_{direction} BEFORE INSERT ON audit_message "
+                    f"FOR EACH ROW EXECUTE FUNCTION refuse_{direction}()"
+                )
 
 
 @contextlib.contextmanager
@@ -243,13 +264,21 @@ def sqlite_store(directory: Path) -> Iterator[Store]:
     db = directory / "audit.db"
     away = directory / "audit.db.away"
 
-    def take_away() -> None:  # as root, chmod would not stop us: make the file vanish instead
+    def take_away() -> None:
+        # as root, chmod would not stop us: move the file away and put a directory in its place,
+        # so the path can be neither opened nor silently re-created
         db.rename(away)
+        db.mkdir()
 
     def give_back() -> None:
+        db.rmdir()
         away.rename(db)
 
-    yield Store("sqlite", f"sqlite:///{db}", take_away, give_back)
+    engine = create_engine(f"sqlite:///{db}", poolclass=NullPool)
+    try:
+        yield Store("sqlite", f"sqlite:///{db}", take_away, give_back, engine)
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
@@ -257,8 +286,12 @@ def postgres_store(admin_url: str) -> Iterator[Store]:
     name = f"leis_audit_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        except DBAPIError as exc:
+            pytest.skip(f"!!! cannot create a throwaway PostgreSQL database ({type(exc.orig).__name__}): "
+                        "the PostgreSQL audit backend is NOT tested end to end in this run !!!")
         url = admin_url.rsplit("/", 1)[0] + "/" + name
 
         def take_away() -> None:
@@ -272,7 +305,11 @@ def postgres_store(admin_url: str) -> Iterator[Store]:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
-        yield Store("postgresql", url, take_away, give_back)
+        raw = create_engine(url, poolclass=NullPool)
+        try:
+            yield Store("postgresql", url, take_away, give_back, raw)
+        finally:
+            raw.dispose()
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -588,6 +625,39 @@ def test_no_service_without_audit_and_service_resumes_by_itself(home: Path, stor
         cut_rows = [r for r in rows if r.correlation_id == cut.correlation_id]
         assert [r.direction for r in cut_rows] == ["inbound"]
         assert_exchanges_audited([r for r in rows if r not in cut_rows], [before, after, again], exactly=True)
+        assert audit.verify().ok
+
+
+def test_an_exchange_the_store_refuses_to_record_is_never_served(home: Path, store: Store) -> None:
+    """The store itself (a trigger) refuses one exchange's inbound row, then another's outbound row."""
+    with RunningGateway.start(home, audit_url=store.url) as running, Agencies(home, running.url) as agencies:
+        spied = SpiedHub(running.gateway.service.hub)
+        running.gateway.service.hub = spied
+        audit = running.gateway.audit
+
+        unrecorded_in = uuid.uuid4().hex
+        store.fail_inserts("inbound", unrecorded_in)
+        sent = agencies.send(MIX[0], correlation_id=unrecorded_in)
+        assert sent.status == 503 and sent.fault_cause == "AuditUnavailable", sent.body[:300]
+        assert spied.calls == [], "a source was asked for a request the log could not record"
+        rows = audit.search(AuditFilter(correlation_id=unrecorded_in))
+        # no inbound row could be written; what was sent back (the refusal, nothing else) may be recorded
+        assert [r.direction for r in rows] in ([], ["outbound"])
+        for r in rows:
+            assert r.result_code == "Fault:AuditUnavailable" and r.disclosures == ()
+
+        unrecorded_out = uuid.uuid4().hex
+        store.fail_inserts("outbound", unrecorded_out)
+        sent = agencies.send(MIX[0], correlation_id=unrecorded_out)
+        assert sent.status == 503 and sent.fault_cause == "AuditUnavailable", sent.body[:300]
+        assert b"SearchResultPackage" not in sent.body and b"DOE" not in sent.body  # the answer never left
+        assert spied.calls  # the sources had answered: only the audit stood between S1 and the caller
+        assert [r.direction for r in audit.search(AuditFilter(correlation_id=unrecorded_out))] == ["inbound"]
+
+        served = agencies.send(MIX[0])  # everyone else is served as before
+        assert served.status == 200 and len(served.package_systems()) == 1
+        assert_exchanges_audited(audit.search(AuditFilter(correlation_id=served.correlation_id)), [served],
+                                 exactly=True)
         assert audit.verify().ok
 
 

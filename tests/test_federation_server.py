@@ -157,7 +157,8 @@ def test_hub_unreachable_is_a_network_failure_per_source(demo_home):
 
 def test_many_timeouts_leak_no_thread_and_no_connection(remote_gateway, sim):
     gateway = remote_gateway.gateway
-    client = gateway.hub.closers[0].__self__  # the hub's one HTTP pool
+    client = gateway.hub.adapter(SourceSystem.TECS).client  # the hub's one HTTP pool, shared by every adapter
+    assert gateway.hub.adapter(SourceSystem.EID).client is client
     remote_gateway.call("doStructuredSearch", search(*MARIA_GARCIA))  # warm: server threads, pool
     settle(gateway)
     baseline_threads = threading.active_count()
