@@ -225,9 +225,15 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+
     args = build_parser().parse_args(argv)
     _setup_logging(args)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConfigError as exc:  # a settings file that cannot be used: said plainly (`config check` says more)
+        print(f"leis-gateway: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

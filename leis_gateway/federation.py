@@ -16,6 +16,7 @@ to run for ever either:
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -160,7 +161,7 @@ class Federation:
                     name, AdvisoryCategory.TIMEOUT, f"Source system {name} did not answer within {stated:g} s.", started
                 )
             except SourceInvalidResponse as exc:
-                log.warning("source %s answered invalidly: %s", name, exc)
+                log.warning("source %s answered invalidly: %s", name, type(exc).__name__)  # the message may quote a value
                 by_name[name] = _failed(
                     name, AdvisoryCategory.INVALID_RESPONSE, f"Source system {name} gave an invalid answer.", started
                 )
@@ -258,7 +259,8 @@ class WorkerPool:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
-            self._tasks.append((future, fn, args))
+            # run in the caller's context: log lines keep the exchange's correlation id
+            self._tasks.append((future, contextvars.copy_context().run, (fn, *args)))
             if self._idle:
                 self._cv.notify()
             if self._idle < len(self._tasks) and self._workers < self._max:

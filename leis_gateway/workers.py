@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import signal
+import gc
 import socket
 import sys
 import tempfile
@@ -82,6 +83,7 @@ def serve_process(settings: Settings, listeners: Listeners | None = None, *, ann
         internal_thread.start()
     server.prepare()
     _nonblocking(server, listeners.endpoint)
+    gc.freeze()  # start-up objects never change: spyne's per-request gc.collect() then skips them
     if announce:
         print(f"leis-gateway serving {settings.endpoint_url} (WSDL: {settings.endpoint_url}?wsdl)", flush=True)
         if internal is not None:
@@ -264,6 +266,10 @@ class Supervisor:
         from .lexs import schema
 
         schema.gateway_schema()
+        s = self.settings
+        if s.internal_port is not None and not (s.partner_client_cert.exists() and s.partner_client_key.exists()):
+            raise FileNotFoundError(f"{s.partner_client_cert} is missing: run `leis-gateway init` (it issues the "
+                                    "gateway's client certificate for two-way sharing)")
         open_audit(self.settings).close()
         open_source_hub(self.settings).close()
 
@@ -282,6 +288,8 @@ class Supervisor:
                 code = self._worker(slot.index, parent)
             except KeyboardInterrupt:  # SIGTERM while still starting
                 code = 0
+            except OSError as exc:  # e.g. a file missing at start-up: its message names it (no request data)
+                log.error("worker %d failed: %s", slot.index, exc)
             except BaseException:  # noqa: BLE001 - whatever happens, never return into the supervisor's code
                 log.exception("worker %d failed", slot.index)
             finally:

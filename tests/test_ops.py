@@ -141,12 +141,13 @@ def test_source_failures_are_counted_by_reason():
     from leis_gateway.domain import Advisory, AdvisoryCategory, SourceStatus
 
     before = metrics.SOURCE_FAILURES.value(source="TECS", reason="Timeout") or 0
+    eid_before = metrics.SOURCE_FAILURES.value(source="EID", reason="Timeout")  # other tests may have counted some
     metrics.observe_sources([
         SourceStatus("TECS", ok=False, advisory=Advisory(AdvisoryCategory.TIMEOUT, "late"), elapsed_ms=5000),
         SourceStatus("EID", ok=True, elapsed_ms=12),
     ])
     assert metrics.SOURCE_FAILURES.value(source="TECS", reason="Timeout") == before + 1
-    assert metrics.SOURCE_FAILURES.value(source="EID", reason="Timeout") is None
+    assert metrics.SOURCE_FAILURES.value(source="EID", reason="Timeout") == eid_before
 
 
 # --- logs --------------------------------------------------------------------------------------------
@@ -372,3 +373,29 @@ def test_config_check_reports_each_problem_plainly(demo_home, tmp_path, capsys, 
 def test_config_check_refuses_an_unreadable_config_file(tmp_path, capsys, monkeypatch):
     code, out = _config_check(capsys, monkeypatch, "--config", str(tmp_path / "absent.toml"), "config", "check")
     assert code == 1 and "PROBLEM" in out and "cannot be read" in out
+
+
+def test_setup_logging_writes_json_lines_and_leaves_a_configured_root_alone():
+    from leis_gateway.observability.logs import setup_logging
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    stream = io.StringIO()
+    try:
+        setup_logging("json", "INFO", stream=io.StringIO())  # pytest's capture handlers are there: no change
+        assert root.handlers == saved_handlers
+        for handler in saved_handlers:
+            root.removeHandler(handler)
+        setup_logging("json", "INFO", stream=stream)
+        logging.getLogger("leis_gateway.test").info("hello %s", "ops")
+        entry = json.loads(stream.getvalue().splitlines()[-1])
+        assert entry["message"] == "hello ops" and entry["logger"] == "leis_gateway.test"
+        assert entry["level"] == "INFO" and entry["correlation_id"] is None
+        with pytest.raises(ValueError):
+            setup_logging("yaml", force=True)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)

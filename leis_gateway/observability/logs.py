@@ -108,15 +108,20 @@ def _exception(exc_info) -> str:
 _HANDLER_MARK = "_leis_handler"
 
 
-def setup_logging(log_format: str = "text", level: str | int = "INFO", stream: TextIO | None = None) -> None:
-    """Configure the root logger: one handler on stderr (or `stream`) in `log_format`."""
+def setup_logging(log_format: str = "text", level: str | int = "INFO", stream: TextIO | None = None,
+                  force: bool = False) -> None:
+    """Configure the root logger: one handler on stderr (or `stream`) in `log_format`.
+
+    Like `logging.basicConfig`, it leaves alone a root logger that someone else configured already
+    (pytest's capture, an embedding application) unless `force`; its own handler it replaces."""
     if log_format not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {log_format!r}")
     root = logging.getLogger()
+    foreign = [h for h in root.handlers if not getattr(h, _HANDLER_MARK, False)]
+    if foreign and not force:
+        return
     for handler in list(root.handlers):
-        # ours from an earlier call, or basicConfig's: replaced; others (pytest's capture) stay
-        if getattr(handler, _HANDLER_MARK, False) or type(handler) is logging.StreamHandler:
-            root.removeHandler(handler)
+        root.removeHandler(handler)
     handler = logging.StreamHandler(stream or sys.stderr)
     setattr(handler, _HANDLER_MARK, True)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
