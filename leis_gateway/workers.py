@@ -23,11 +23,11 @@ port, sums them.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
 import signal
-import gc
 import socket
 import sys
 import tempfile
