@@ -6,6 +6,7 @@ each public method is one unit of work with its own session and transaction.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -13,12 +14,12 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session, selectinload
 from . import chain
 from .crypto import Sealer
 from .models import GENESIS_HASH, AuditChainHead, AuditDisclosure, AuditMessage, AuditReplay
-from .store import WRITE, create_audit_engine, migrate, prepare_sqlite_file, sqlite_path
+from .store import SQLITE_BUSY_TIMEOUT_S, WRITE, create_audit_engine, migrate, prepare_sqlite_file, sqlite_path
 from .types import (
     AuditEntry,
     AuditFilter,
@@ -48,6 +49,63 @@ _LIMITS = {
 }
 _REPLAY_PURGE_EVERY_S = 60.0
 _VERIFY_BATCH = 1000
+
+_HEAD = AuditChainHead.__table__
+_HEAD_FOR_UPDATE = select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
+_UPDATE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(
+    last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
+_INSERT_MESSAGE = insert(AuditMessage.__table__)
+_INSERT_DISCLOSURE = insert(AuditDisclosure.__table__)
+_DELETE_EXPIRED_KEY = delete(AuditReplay).where(
+    AuditReplay.key_hash == bindparam("key_hash"), AuditReplay.expires <= bindparam("now"))
+
+
+class _Writers:
+    """One writer at a time: a thread lock within the process, an `flock` on `<database>-writer`
+    across processes (SQLite only).
+
+    SQLite serialises writers itself, but a writer that finds the database locked polls: it sleeps
+    1, 2, 5, 10, ... up to 100 ms between tries (its busy handler). With 16 server threads and three
+    writes per exchange that sleeping was most of a request's time under load, and its tail
+    (docs/performance.md). Queued on these locks instead, the next writer starts the moment the
+    previous one commits. SQLite's own locking still decides; other programs (the audit CLI) need
+    not take these locks.
+    """
+
+    def __init__(self, sqlite_file: Path | None) -> None:
+        self._path = None if sqlite_file is None else sqlite_file.with_name(sqlite_file.name + "-writer")
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        if not self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+            raise AuditUnavailable("audit store busy: no write turn within the busy timeout")
+        try:
+            fd = self._file()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def _file(self) -> int | None:
+        if self._path is None:
+            return None
+        if self._pid != os.getpid():  # a descriptor inherited over fork would share its lock with the parent
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = self._pid = None
 
 
 def _clip(field: str, value: object) -> str | None:
@@ -105,6 +163,10 @@ class AuditLog:
         self._sqlite_file = sqlite_file
         self._replay_lock = threading.Lock()
         self._replay_purged_at = 0.0
+        self._writers = _Writers(sqlite_file)
+        replay_insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._insert_replay = (replay_insert(AuditReplay).on_conflict_do_nothing(index_elements=["key_hash"])
+                               .returning(AuditReplay.key_hash))
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -140,6 +202,7 @@ class AuditLog:
 
     def close(self) -> None:
         self._engine.dispose()
+        self._writers.close()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -157,50 +220,64 @@ class AuditLog:
     def _unit(self, *, write: bool, snapshot: bool = False) -> Iterator[Session]:
         """One transaction; any database or file-system failure becomes AuditUnavailable."""
         try:
-            with Session(self._write_engine if write else self._engine, expire_on_commit=False) as session:
-                with session.begin():
-                    if snapshot and self._engine.dialect.name == "postgresql":
-                        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-                    yield session
-                    if write:
-                        self._check_sqlite_file(session)
+            with self._writers.hold() if write else nullcontext():
+                with Session(self._write_engine if write else self._engine, expire_on_commit=False) as session:
+                    with session.begin():
+                        if snapshot and self._engine.dialect.name == "postgresql":
+                            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                        yield session
+                        if write:
+                            self._check_sqlite_file(session.connection())
         except (SQLAlchemyError, OSError) as exc:
             log.error("audit store unavailable: %s", type(exc).__name__)
             raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from exc
 
-    def _check_sqlite_file(self, session: Session) -> None:
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction on a Core connection (the per-message writes: record, remember_once)."""
+        try:
+            with self._writers.hold(), self._write_engine.begin() as conn:
+                yield conn
+                self._check_sqlite_file(conn)
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("audit store unavailable: %s", type(exc).__name__)
+            raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from exc
+
+    def _check_sqlite_file(self, conn: Connection) -> None:
         """Refuse to commit into a database file that was unlinked or replaced meanwhile."""
         if self._sqlite_file is None:
             return
-        expected = session.connection().info.get("audit_inode")
+        expected = conn.info.get("audit_inode")
         try:
             st = os.stat(self._sqlite_file)
         except OSError as exc:
-            session.connection().invalidate()
+            conn.invalidate()
             raise AuditUnavailable("audit database file is gone") from exc
         if expected != (st.st_dev, st.st_ino):
-            session.connection().invalidate()
+            conn.invalidate()
             raise AuditUnavailable("audit database file was replaced")
 
     def _append(
         self,
-        session: Session,
+        conn: Connection,
         entry: AuditEntry,
         raw: bytes,
         *,
         detail: str | None = None,
         disclosures: Sequence[Disclosure] = (),
     ) -> int:
-        """Append one row at the chain head; the caller's transaction holds the chain lock."""
-        head = session.execute(
-            select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
-        ).scalar_one()
+        """Append one row at the chain head; the caller's transaction holds the chain lock.
+
+        Core statements on the transaction's connection (ORM callers pass `session.connection()`):
+        the ORM unit of work cost more CPU than the rest of the row (docs/performance.md).
+        """
+        head = conn.execute(_HEAD_FOR_UPDATE).one()
         row_id = head.last_id + 1
         at = _utc(entry.at) if entry.at is not None else _now()
         latency = None if entry.latency_ms is None else round(float(entry.latency_ms), 3)
         agreement_id = _clip("agreement_id", entry.agreement_id)
         user_id = _clip("user_id", entry.user_id)
-        msg = AuditMessage(
+        row = dict(
             id=row_id,
             at=at,
             direction=str(Direction(entry.direction)),
@@ -218,10 +295,10 @@ class AuditLog:
             latency_ms=latency,
             detail=detail,
             key_id=self._sealer.key_id,
-            prev_hash=head.last_hash,
         )
-        msg.disclosures = [
-            AuditDisclosure(
+        released = [
+            dict(
+                message_row_id=row_id,
                 agreement_id=agreement_id,
                 user_id=user_id,
                 source_system=_clip("source_system", d.source_system) or "",
@@ -230,13 +307,17 @@ class AuditLog:
             )
             for d in list(entry.disclosures) + list(disclosures)
         ]
-        meta = chain.metadata_of(msg, _disclosure_triples(msg.disclosures))
-        msg.nonce, msg.ciphertext = self._sealer.seal(raw, meta)
-        msg.row_hash = chain.row_hash(meta, msg.nonce, msg.ciphertext, head.last_hash)
-        session.add(msg)
-        head.last_id = row_id
-        head.last_hash = msg.row_hash
-        session.flush()
+        meta = chain.canonical_metadata(
+            row_id=row_id, **{k: v for k, v in row.items() if k != "id"},
+            disclosures=[(d["source_system"], d["source_record_id"], d["elements"]) for d in released],
+        )
+        row["nonce"], row["ciphertext"] = self._sealer.seal(raw, meta)
+        row["prev_hash"] = head.last_hash
+        row["row_hash"] = chain.row_hash(meta, row["nonce"], row["ciphertext"], head.last_hash)
+        conn.execute(_INSERT_MESSAGE, row)
+        if released:
+            conn.execute(_INSERT_DISCLOSURE, released)
+        conn.execute(_UPDATE_HEAD, {"last_id": row_id, "last_hash": row["row_hash"]})
         return row_id
 
     # --- writing --------------------------------------------------------------------------
@@ -248,8 +329,8 @@ class AuditLog:
         """
         if Direction(entry.direction) not in (Direction.INBOUND, Direction.OUTBOUND):
             raise ValueError("record() takes inbound/outbound messages; review/admin rows are written by the log")
-        with self._unit(write=True) as session:
-            return self._append(session, entry, bytes(raw), disclosures=disclosures)
+        with self._write() as conn:
+            return self._append(conn, entry, bytes(raw), disclosures=disclosures)
 
     def remember_once(self, key: str, expires: datetime) -> bool:
         """True the first time `key` is seen (until it expires), False for a replay; cross-process.
@@ -259,18 +340,12 @@ class AuditLog:
         key_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()
         now = _now()
         expires = _utc(expires)
-        insert = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
-        with self._unit(write=True) as session:
-            session.execute(delete(AuditReplay).where(AuditReplay.key_hash == key_hash, AuditReplay.expires <= now))
-            inserted = session.execute(
-                insert(AuditReplay)
-                .values(key_hash=key_hash, expires=expires)
-                .on_conflict_do_nothing(index_elements=["key_hash"])
-                .returning(AuditReplay.key_hash)
-            ).first()
+        with self._write() as conn:
+            conn.execute(_DELETE_EXPIRED_KEY, {"key_hash": key_hash, "now": now})
+            inserted = conn.execute(self._insert_replay, {"key_hash": key_hash, "expires": expires}).first()
             fresh = inserted is not None
             if self._replay_purge_due():
-                session.execute(delete(AuditReplay).where(AuditReplay.expires <= now))
+                conn.execute(delete(AuditReplay).where(AuditReplay.expires <= now))
         return fresh
 
     def _replay_purge_due(self) -> bool:
@@ -339,7 +414,7 @@ class AuditLog:
             key_id, nonce, ciphertext = target.key_id, target.nonce, target.ciphertext
             detail = json.dumps({"row_id": row_id, "reason": reason}, sort_keys=True)
             self._append(
-                session,
+                session.connection(),
                 AuditEntry(Direction.REVIEW, "audit.show", user_id=reviewer, correlation_id=target.correlation_id),
                 b"",
                 detail=detail,
@@ -387,7 +462,7 @@ class AuditLog:
                     first_kept_id=first_kept,
                 )
             self._append(
-                session,
+                session.connection(),
                 AuditEntry(Direction.ADMIN, "audit.purge", user_id=operator),
                 b"",
                 detail=json.dumps(detail, sort_keys=True),
@@ -486,7 +561,7 @@ class AuditLog:
         html_path, csv_path = write_weekly_report(iso_week, Path(out_dir), this_week, last_week, report, tz)
         with self._unit(write=True) as session:
             self._append(
-                session,
+                session.connection(),
                 AuditEntry(Direction.REVIEW, "audit.report", user_id=reviewer),
                 b"",
                 detail=json.dumps({"week": iso_week, "rows": len(this_week)}, sort_keys=True),

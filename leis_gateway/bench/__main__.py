@@ -1,4 +1,4 @@
-"""`python -m leis_gateway.bench [--federation] [--scale] [--requests N] [--bench-dir DIR]`
+"""`python -m leis_gateway.bench [--federation] [--scale] [--throughput] [--requests N] [--duration S] [--clients N] [--bench-dir DIR]`
 
 Runs the chosen sections (all of them when none is named) and prints every figure with its target
 and whether it holds. Exit status 0 when every target holds, 1 otherwise.
@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import federation, scale
+from . import federation, scale, throughput
 from .harness import BENCH_DIR, Context, Figure
 
 # flag -> (what it measures, the section's run function); add a section here (e.g. "throughput").
 SECTIONS: dict[str, tuple[str, Callable[[Context], list[Figure]]]] = {
     "federation": ("slow and hung sources behind the PRIME hub (latency vs. the injected delay, the deadline)", federation.run),
     "scale": ("10k vs 1M people per source (exact and fuzzy search latency), gateway memory", scale.run),
+    "throughput": ("requests/s under load: full path vs the signed-echo floor, p99/p50, 1 vs 2 workers", throughput.run),
 }
 
 
@@ -29,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (text, _run) in SECTIONS.items():
         parser.add_argument(f"--{name}", action="store_true", help=text)
     parser.add_argument("--requests", type=int, default=40, help="searches per measured point (default 40)")
+    parser.add_argument("--duration", type=float, default=throughput.DURATION,
+                        help=f"seconds per timed throughput phase (default {throughput.DURATION:g})")
+    parser.add_argument("--clients", type=int, default=throughput.CLIENTS,
+                        help=f"concurrent connections of the throughput load (default {throughput.CLIENTS})")
+    parser.add_argument("--rounds", type=int, default=throughput.ROUNDS,
+                        help=f"alternating rounds of the throughput phases (default {throughput.ROUNDS})")
     parser.add_argument("--bench-dir", type=Path, default=BENCH_DIR,
                         help=f"where the demo states are built and kept (default {BENCH_DIR})")
     return parser
@@ -48,7 +55,8 @@ def report(figures: list[Figure]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     chosen = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
-    context = Context(bench_dir=args.bench_dir, requests_per_point=args.requests)
+    context = Context(bench_dir=args.bench_dir, requests_per_point=args.requests, duration=args.duration,
+                      clients=args.clients, rounds=args.rounds)
     started = time.monotonic()
     load_before = "/".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the machine skews latency
     figures: list[Figure] = []

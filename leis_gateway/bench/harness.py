@@ -53,6 +53,9 @@ class Context:
 
     bench_dir: Path = BENCH_DIR
     requests_per_point: int = 40
+    duration: float = 20.0  # throughput: seconds per timed phase
+    clients: int = 8  # throughput: concurrent connections
+    rounds: int = 2  # throughput: alternating rounds
     verbose: bool = False
     notes: list[str] = field(default_factory=list)
 
