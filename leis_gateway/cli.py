@@ -189,10 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .audit.cli import add_audit_commands
 
-    def open_audit_log():
+    def open_audit_log(args: argparse.Namespace):
         from .app import open_audit
 
-        return open_audit(_settings(parser.parse_known_args()[0]))
+        return open_audit(_settings(args))
 
     add_audit_commands(commands, open_audit_log)
     return parser

@@ -676,7 +676,7 @@ def test_weekly_report_html_svg_and_csv(store: Store, audit: AuditLog, tmp_path:
 def _cli(store: Store) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leis-gateway")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_audit_commands(sub, lambda: AuditLog.open(store.url, store.key, store.key_id, schema=store.schema))
+    add_audit_commands(sub, lambda args: AuditLog.open(store.url, store.key, store.key_id, schema=store.schema))
     return parser
 
 
@@ -720,7 +720,7 @@ def test_cli_commands(store: Store, audit: AuditLog, tmp_path: Path, capsys: pyt
 
 
 def test_cli_reports_unavailable_store(capsys: pytest.CaptureFixture[str]) -> None:
-    def unavailable() -> AuditLog:
+    def unavailable(args: argparse.Namespace) -> AuditLog:
         raise AuditUnavailable("down")
 
     parser = argparse.ArgumentParser()

@@ -850,3 +850,12 @@ def test_weekly_report_after_load_writes_html_and_csv(loaded: Loaded, tmp_path: 
     with loaded.log() as audit:  # producing the report is itself audited
         assert [r.operation for r in audit.search(AuditFilter(direction="review", user_id="auditor.kim",
                                                               operation="audit.report"))] == ["audit.report"]
+
+
+def test_the_audit_commands_read_the_home_given_to_main(tmp_path, capsys):
+    """`main(["--home", H, "audit", ...])` must open H's audit log, not one named by sys.argv."""
+    from leis_gateway import cli
+
+    home = tmp_path / "home"
+    assert cli.main(["--home", str(home), "audit", "verify"]) == 0
+    assert (home / "audit.db").exists()

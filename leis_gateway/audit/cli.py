@@ -2,7 +2,7 @@
 
     parser = argparse.ArgumentParser(prog="leis-gateway")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_audit_commands(sub, lambda: AuditLog.open(url, *load_or_create_key(key_path)))
+    add_audit_commands(sub, lambda args: AuditLog.open(url, *load_or_create_key(key_path)))
     args = parser.parse_args(); sys.exit(args.func(args))
 
 Exit codes: 0 success, 1 chain broken (verify) or refused request, 2 audit store unavailable
@@ -22,7 +22,7 @@ from typing import Any, Callable
 from .log import AuditLog
 from .types import AuditFilter, AuditIntegrityError, AuditNotFound, AuditRow, AuditUnavailable, Direction
 
-OpenAudit = Callable[[], AuditLog]
+OpenAudit = Callable[[argparse.Namespace], AuditLog]  # from the parsed command line
 
 
 def parse_when(value: str) -> datetime:
@@ -90,7 +90,7 @@ def add_audit_commands(subparsers: Any, open_audit: OpenAudit) -> argparse.Argum
 
 def _run(open_audit: OpenAudit, handler: Callable[[AuditLog, argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
-        audit = open_audit()
+        audit = open_audit(args)
     except AuditUnavailable as exc:
         print(f"audit store unavailable: {exc}", file=sys.stderr)
         return 2

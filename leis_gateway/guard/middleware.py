@@ -166,7 +166,7 @@ class Guard:
             body = self.hooks.respond(exchange, body, is_fault)
         except SoapFault as fault:
             exchange.notes["fault"] = fault.code  # what was answered instead (metrics)
-            return self._fault(start_response, fault, None)
+            return self._fault(start_response, fault, exchange, audit=False)
         start_response(
             status,
             [
@@ -203,10 +203,11 @@ class Guard:
         if content_type not in ("text/xml", "application/xml"):
             raise faults.BAD_CONTENT_TYPE
 
-    def _fault(self, start_response: Callable, fault: SoapFault, exchange: Exchange | None):
+    def _fault(self, start_response: Callable, fault: SoapFault, exchange: Exchange | None, audit: bool = True):
+        """Answer `fault`; audited and signed by the hooks unless the audit itself is what failed."""
         log.info("refused: %s", fault.code)
         body = fault_envelope(fault)
-        if exchange is not None:
+        if exchange is not None and audit:
             exchange.notes["fault"] = fault.code
             try:
                 if not exchange.received:  # refused while reading: still audit what arrived
