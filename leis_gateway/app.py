@@ -6,7 +6,6 @@ guard (size, parse, identity, audit, signatures) -> soap (spyne) -> endpoint (le
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,15 +43,10 @@ logging.getLogger("spyne.protocol.soap.soap11.invalid").disabled = True
 DHS = build.GatewayIdentity()
 
 
-def load_or_create_secret(path: Path, size: int = 32) -> bytes:
-    """A random secret kept in $LEIS_HOME (0600), made on first use."""
-    if path.exists():
-        return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_bytes(size)
-    path.touch(mode=0o600)
-    path.write_bytes(secret)
-    return secret
+def load_or_create_secret(path: Path) -> bytes:
+    """A random 32-byte secret kept in $LEIS_HOME (0600), created atomically on first use, so
+    worker processes starting together agree on one secret."""
+    return load_or_create_key(path)[0]
 
 
 @dataclass
@@ -127,7 +121,7 @@ def open_source_hub(settings: Settings) -> PrimeHub:
             default_timeout=settings.default_timeout_seconds,
             ca_file=str(settings.prime_hub_ca) if settings.prime_hub_ca else None,
         )
-    return open_hub(settings.sources_dir, remote=remote)
+    return open_hub(settings.home, remote=remote)
 
 
 def open_audit(settings: Settings) -> AuditLog:

@@ -30,7 +30,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     pki = ensure_demo_pki(settings.pki_dir, [a.id for a in registry.all()] + [GATEWAY_CLIENT_ID])
     people = args.people if args.people is not None else settings.demo_people
     progress = _progress_bar("people") if sys.stderr.isatty() else None
-    build_demo_sources(settings.sources_dir, people=people, progress=progress)
+    build_demo_sources(settings.home, people=people, progress=progress)
     from .app import load_or_create_secret
 
     load_or_create_secret(settings.token_key_path)

@@ -71,10 +71,6 @@ class Settings:
         return self.client_ca_path or self.pki_dir / "ca.crt"
 
     @property
-    def sources_dir(self) -> Path:
-        return self.home / "sources"
-
-    @property
     def audit_database_url(self) -> str:
         return self.audit_url or f"sqlite:///{(self.home / 'audit.db').resolve()}"
 

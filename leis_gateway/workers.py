@@ -262,7 +262,7 @@ class Supervisor:
         """Open (then close) what every worker will open, once, before forking: a broken configuration
         fails here, once; the audit store is migrated by one process rather than raced by N; the
         compiled schemas are inherited by every worker. Nothing it opened stays open across the fork."""
-        from .app import open_audit, open_source_hub
+        from .app import load_or_create_secret, open_audit, open_source_hub
         from .lexs import schema
 
         schema.gateway_schema()
@@ -272,6 +272,7 @@ class Supervisor:
                                     "gateway's client certificate for two-way sharing)")
         open_audit(self.settings).close()
         open_source_hub(self.settings).close()
+        load_or_create_secret(s.token_key_path)  # one secret for all workers: item ids open in any of them
 
     def _on_stop(self, signum, _frame) -> None:
         if not self.stopping:

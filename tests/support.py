@@ -33,7 +33,7 @@ def build_demo_home(home: Path, people: int = TEST_PEOPLE) -> Path:
     settings = Settings(home=home)
     registry = AgreementRegistry(settings.registry_path)
     ensure_demo_pki(settings.pki_dir, [a.id for a in registry.all()])
-    build_demo_sources(settings.sources_dir, people=people)
+    build_demo_sources(settings.home, people=people)
     load_or_create_secret(settings.token_key_path)
     return home
 

@@ -20,7 +20,6 @@ from leis_gateway.federation import (
     WorkerPool,
     remaining_seconds,
 )
-from leis_gateway.config import Settings
 from leis_gateway.domain import Criterion, Query, QueryField, QueryMatch, SourceSystem
 from leis_gateway.sources.base import create_source_engine, open_hub, sqlite_url
 from leis_gateway.sources.matching import compile_query, select_matches
@@ -186,7 +185,7 @@ def test_fuzzy_names_read_by_levels_give_the_same_best_rows(demo_home, system):
     exactly the rows, in exactly the order, of ranking every matching row."""
     import dataclasses
 
-    with open_hub(Settings(home=demo_home).sources_dir) as hub:
+    with open_hub(demo_home) as hub:
         adapter = hub.adapter(system)
         for criteria in (
             [Criterion(QueryField.SURNAME, "GARSIA", QueryMatch.FUZZY)],

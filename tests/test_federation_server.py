@@ -11,14 +11,13 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 
 import pytest
 
-from leis_gateway.config import PROJECT_ROOT, Settings
+from leis_gateway.config import PROJECT_ROOT
 from leis_gateway.domain import QueryField as F, QueryMatch as M, SourceSystem
 from leis_gateway.lexs import requests as lexs_requests
 from leis_gateway.sources.base import open_hub
@@ -289,7 +288,7 @@ def test_get_data_item_and_attachment_refetch_through_the_hub(remote_gateway, si
 
 
 def test_records_cross_the_wire_unchanged(demo_home):
-    with open_hub(Settings(home=demo_home).sources_dir) as hub:
+    with open_hub(demo_home) as hub:
         for system, record_id in ((SourceSystem.TECS, "TS-DEMO-S1"), (SourceSystem.EID, "EA-DEMO-S4"),
                                   (SourceSystem.EID, "EP-DEMO-S5"), (SourceSystem.EID, "EA-DEMO-S7")):
             record = hub.adapter(system).fetch(record_id)

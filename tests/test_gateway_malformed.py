@@ -102,3 +102,26 @@ def test_queried_names_never_reach_the_logs(gateway, caplog):
         gateway.call("doStructuredSearch", search((QueryField.SURNAME, "DOE"), (QueryField.BIRTH_DATE, "1975-04-12")))
     assert CANARY not in caplog.text
     assert "DOE" not in caplog.text and "1975-04-12" not in caplog.text
+
+
+def test_an_invalid_value_is_named_by_element_and_line_but_never_echoed(gateway):
+    message = search((QueryField.SURNAME, "DOE"), (QueryField.BIRTH_DATE, "1975-04-12"))
+    date = message.find(".//{http://niem.gov/niem/niem-core/2.0}Date")
+    date.text = CANARY  # not a date: the schema refuses it, and the refusal must not quote it
+    body = etree.tostring(etree.fromstring(lexs_requests.soap_envelope(
+        lexs_requests.wrap_request("doStructuredSearch", message))), pretty_print=True)
+    answer = Answer.of(gateway.post(body, sign=True))
+    [(category, text)] = answer.advisories
+    assert category == "InvalidRequest" and "nc:Date" in text and "Line " in text
+    assert CANARY not in etree.tostring(answer.root, encoding="unicode")
+
+
+def test_a_comment_before_the_message_is_no_obstacle(demo_home):
+    from support import RunningGateway
+
+    # only reachable unsigned: signed bodies refuse comments (exclusive c14n would hide them)
+    with RunningGateway.start(demo_home, require_signature=False) as unsigned:
+        wrapper = lexs_requests.wrap_request("getCapabilities", lexs_requests.service_provider_request(requester()))
+        wrapper.insert(0, etree.Comment(" a legacy switch's comment "))
+        answer = Answer.of(unsigned.post(lexs_requests.soap_envelope(wrapper)))
+    assert answer.result_code == "Success"

@@ -47,10 +47,10 @@ def load_or_create_key(path: Path) -> tuple[bytes, str]:
             tmp.unlink(missing_ok=True)
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("audit key file %s is accessible to group/others (mode %o)", path, mode & 0o777)
+        log.warning("key file %s is accessible to group/others (mode %o)", path, mode & 0o777)
     key = path.read_bytes()
     if len(key) != KEY_BYTES:
-        raise ValueError(f"audit key file {path} must hold exactly {KEY_BYTES} bytes, found {len(key)}")
+        raise ValueError(f"key file {path} must hold exactly {KEY_BYTES} bytes, found {len(key)}")
     return key, key_id_of(key)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..config import Settings
 from ..domain import Criterion, Query, QueryField, QueryMatch
 from ..sources.base import open_hub
 from ..sources.crowd import identity
@@ -97,7 +96,7 @@ def sources_alone(context: Context, homes: dict[int, Path], kinds: dict[str, lis
                   ) -> dict[tuple[str, int], float]:
     """Median time of the same searches asked of the SQL adapters directly (no gateway around
     them): what the volume itself costs, without the request path's constant share."""
-    hubs = {size: open_hub(Settings(home=home).sources_dir) for size, home in homes.items()}
+    hubs = {size: open_hub(home) for size, home in homes.items()}
     timings: dict[tuple[str, int], list[float]] = {(kind, size): [] for kind in kinds for size in hubs}
     try:
         for kind, queries in kinds.items():

@@ -195,7 +195,7 @@ def _statement(statement: etree._Element) -> list[QueryStatement]:
     try:
         match = QueryMatch((match_node.text or "").strip())
     except ValueError:
-        raise _error(match_node, f"unknown QueryMatch {match_node.text!r}") from None
+        raise _error(match_node, "not a QueryMatch code") from None
     entities = _elements(field_node)
     if len(entities) != 1:
         raise _error(field_node, "a DigestQueryField holds exactly one Digest entity")

@@ -45,6 +45,19 @@ class SchemaError:
         where = f"line {self.line}" if self.line else "unknown line"
         return f"{where}: {self.message}"
 
+    def advisory_text(self) -> str:
+        """For an InvalidRequest advisory: where and what, never the value that was sent."""
+        return f"Line {self.line}: {self.element}: {without_values(self.message)}"[:500]
+
+
+# libxml2 quotes the offending value: "'X' is not a valid value ...", "The value 'X' is not ...",
+# "The value 'X' has a length of ...". A value may be a queried name: it must not be echoed.
+_QUOTED_VALUE = re.compile(r"(?:(?<=: )|The value )'.*?'(?= is not | has a length )", re.S)
+
+
+def without_values(message: str) -> str:
+    return _QUOTED_VALUE.sub("the value", message)
+
 
 _lock = threading.Lock()
 _ELEMENT = re.compile(r"Element '([^']+)'")

@@ -56,7 +56,7 @@ def effective_settings(settings: Settings) -> list[tuple[str, str]]:
         ("(audit database)", redact_url(settings.audit_database_url) or ""),
         ("(audit key file)", str(settings.audit_key_path)),
         ("(client CA)", str(settings.client_ca_file)),
-        ("(source databases)", str(settings.sources_dir) if not settings.prime_hub_url else "(PRIME hub)"),
+        ("(source databases)", str(settings.home / "sources") if not settings.prime_hub_url else "(PRIME hub)"),
     ]
     return rows
 
@@ -173,11 +173,11 @@ def _sources(s: Settings, r: CheckReport) -> None:
             return
     from ..sources.base import source_paths
 
-    missing = [str(p) for p in source_paths(s.sources_dir).values() if not p.is_file()]
+    missing = [str(p) for p in source_paths(s.home).values() if not p.is_file()]
     if missing:
         r.problems.append(f"source databases missing: {', '.join(missing)} (run `leis-gateway init`)")
     else:
-        r.passed.append(f"sources: databases under {s.sources_dir}")
+        r.passed.append(f"sources: databases under {s.home / 'sources'}")
 
 
 def _audit(s: Settings, r: CheckReport) -> None:

@@ -51,15 +51,10 @@ class EndpointBase:
     def _answer(self, operation: Operation, wrapper: etree._Element, exchange: Exchange) -> etree._Element:
         errors = schema.validate_message(wrapper)
         if errors:
-            first = errors[0]
-            advisory = Advisory(
-                AdvisoryCategory.INVALID_REQUEST,
-                f"Line {first.line}: {first.element}: {first.message}"[:500],
-            )
+            advisory = Advisory(AdvisoryCategory.INVALID_REQUEST, errors[0].advisory_text())
             return build.error_response(operation.name, (advisory,), parse.lenient_header(wrapper), self.identity)
-        message = wrapper[0] if len(wrapper) else wrapper
         try:
-            request = parse.parse_request(operation.name, message)
+            request = parse.parse_request(operation.name, wrapper)
         except parse.LexsParseError as exc:
             advisory = Advisory(AdvisoryCategory.INVALID_REQUEST, str(exc)[:500])
             return build.error_response(operation.name, (advisory,), parse.lenient_header(wrapper), self.identity)

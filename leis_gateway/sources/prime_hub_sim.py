@@ -68,9 +68,7 @@ class PrimeHubSimulator:
     @classmethod
     def over(cls, home: Path, **kwargs: Any) -> "PrimeHubSimulator":
         """A simulator over the demo databases of the state directory `home` ($LEIS_HOME)."""
-        from ..config import Settings
-
-        return cls(open_hub(Settings(home=Path(home)).sources_dir), **kwargs)
+        return cls(open_hub(Path(home)), **kwargs)
 
     @property
     def url(self) -> str:
