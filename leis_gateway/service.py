@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -94,8 +95,8 @@ class SearchRetrieveService:
     def admit_system(self, agreement_id: str) -> Agreement | Refusal:
         agreement = self.registry.get(agreement_id)
         problem = rules.check_agreement(agreement, self.clock().date())
-        if problem is not None or agreement is None:
-            return Refusal(problem or _unknown_agreement())
+        if problem is not None:
+            return Refusal(problem)
         return agreement
 
     def admit(self, agreement_id: str, user: UserAssertion) -> tuple[Agreement, Purpose] | Refusal:
@@ -126,7 +127,7 @@ class SearchRetrieveService:
         deadline = self.search_deadline(request)
         limit = query.max_items + 1  # one more than asked tells whether the limit was hit
         fanned = self.federation.fan_out(
-            [(a.system.value, _bind(a.search, query, limit)) for a in self.hub.adapters],
+            [(a.system.value, partial(a.search, query, limit)) for a in self.hub.adapters],
             deadline - response_reserve(deadline),
             stated_seconds=deadline,
         )
@@ -211,9 +212,9 @@ class SearchRetrieveService:
                 advisories.append(fetched)
                 continue
             disclosure = authorise_attachment(ref, fetched, agreement, profile, now)
-            photo = self.hub.photos.photo(ref.photo_id) if disclosure and ref.photo_id else None
-            if photo is None:
-                advisories.append(_unknown_item())
+            photo = self._photo(ref.photo_id) if disclosure and ref.photo_id else _unknown_item()
+            if isinstance(photo, Advisory):
+                advisories.append(photo)
                 continue
             found.append((uri, photo))
             disclosures.append(disclosure)
@@ -230,13 +231,24 @@ class SearchRetrieveService:
         if adapter is None:
             return _unknown_item()
         fanned = self.federation.fan_out(
-            [(adapter.system.value, _bind(adapter.fetch, ref.record_id))], self.default_timeout_seconds
+            [(adapter.system.value, partial(adapter.fetch, ref.record_id))], self.default_timeout_seconds
         )
         metrics.observe_sources(fanned.statuses)
         if fanned.all_failed:
             return fanned.advisories[0]
         record = fanned.results[0][1]
         return record if record is not None else _unknown_item()
+
+    def _photo(self, photo_id: str) -> Photo | Advisory:
+        """An OBIM photograph, asked under the same deadline and limits as every source call."""
+        fanned = self.federation.fan_out(
+            [(SourceSystem.OBIM.value, partial(self.hub.photos.photo, photo_id))], self.default_timeout_seconds
+        )
+        metrics.observe_sources(fanned.statuses)
+        if fanned.all_failed:
+            return fanned.advisories[0]
+        photo = fanned.results[0][1]
+        return photo if photo is not None else _unknown_item()
 
     def available(self) -> bool:
         fanned = self.federation.fan_out(
@@ -256,16 +268,8 @@ def response_reserve(deadline: float) -> float:
     return min(0.1 * deadline, 0.25)
 
 
-def _bind(function, *args):
-    return lambda: function(*args)
-
-
 def _refused_search(advisory: Advisory, max_items: int) -> SearchOutcome:
     return SearchOutcome(ResultCode.ERROR, advisories=(advisory,), max_items_requested=max_items)
-
-
-def _unknown_agreement() -> Advisory:
-    return Advisory(AdvisoryCategory.BUSINESS_RULE_NOT_MET, "No agreement is registered for this caller.")
 
 
 def _unknown_item() -> Advisory:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable, Mapping
+from typing import Mapping
 
 from ..domain import (
     Advisory,
@@ -49,32 +49,17 @@ def _refuse(text: str, category: AdvisoryCategory = AdvisoryCategory.BUSINESS_RU
 
 # --- agreement ----------------------------------------------------------------------------
 
-# (refuses when, why) in order; the first that applies is the answer.
-_AGREEMENT_RULES: tuple[tuple[Callable[[Agreement, date], bool], Callable[[Agreement], str]], ...] = (
-    (
-        lambda a, today: a.status == "suspended",
-        lambda a: f"Agreement '{a.id}' is suspended: no search or retrieval is permitted.",
-    ),
-    (
-        lambda a, today: a.status != ACTIVE,
-        lambda a: f"Agreement '{a.id}' is not active: no search or retrieval is permitted.",
-    ),
-    (
-        lambda a, today: a.expires is not None and today > a.expires,
-        lambda a: f"Agreement '{a.id}' expired on {a.expires}: no search or retrieval is permitted.",
-    ),
-    (
-        lambda a, today: a.direction == "internal",
-        lambda a: (
-            f"Agreement '{a.id}' is an internal system agreement, not a member agreement: "
-            "it may not use the member endpoint."
-        ),
-    ),
-    (
-        lambda a, today: a.direction not in MEMBER_DIRECTIONS,
-        lambda a: f"Agreement '{a.id}' has no sharing direction that permits this endpoint.",
-    ),
-)
+def lapsed(agreement: Agreement, today: date) -> str | None:
+    """Why an agreement is not in force today ("is suspended", "expired on ..."), or None."""
+    if isinstance(today, datetime):  # a clock's now() is accepted for today
+        today = today.date()
+    if agreement.status == "suspended":
+        return "is suspended"
+    if agreement.status != ACTIVE:
+        return "is not active"
+    if agreement.expires is not None and today > agreement.expires:
+        return f"expired on {agreement.expires}"
+    return None
 
 
 def check_agreement(agreement: Agreement | None, today: date) -> Advisory | None:
@@ -84,14 +69,17 @@ def check_agreement(agreement: Agreement | None, today: date) -> Advisory | None
     day the agreement is valid.
     """
     if agreement is None:
+        return _refuse("The caller's certificate is bound to no member agreement: the request is refused.")
+    why = lapsed(agreement, today)
+    if why is not None:
+        return _refuse(f"Agreement '{agreement.id}' {why}: no search or retrieval is permitted.")
+    if agreement.direction == "internal":
         return _refuse(
-            "The caller's certificate is bound to no member agreement: the request is refused."
+            f"Agreement '{agreement.id}' is an internal system agreement, not a member agreement: "
+            "it may not use the member endpoint."
         )
-    if isinstance(today, datetime):
-        today = today.date()
-    for refuses, why in _AGREEMENT_RULES:
-        if refuses(agreement, today):
-            return _refuse(why(agreement))
+    if agreement.direction not in MEMBER_DIRECTIONS:
+        return _refuse(f"Agreement '{agreement.id}' has no sharing direction that permits this endpoint.")
     return None
 
 

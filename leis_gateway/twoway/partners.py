@@ -17,6 +17,7 @@ from datetime import date
 from urllib.parse import urlsplit
 
 from ..domain import Advisory, AdvisoryCategory, Agreement, Purpose
+from ..policy import rules
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,9 @@ def why_not(agreement: Agreement, purpose: Purpose | None, today: date) -> str |
         return "its agreement is one-way: it may query DHS but is never queried"
     if agreement.direction != "two-way":
         return f"its agreement is {agreement.direction}, not two-way"
-    if agreement.status != "active":
-        return f"its agreement is {agreement.status}"
-    if agreement.expires is not None and today > agreement.expires:
-        return f"its agreement expired on {agreement.expires.isoformat()}"
+    why = rules.lapsed(agreement, today)
+    if why is not None:
+        return f"its agreement {why}"
     if not usable_endpoint(agreement):
         return "no service endpoint is registered for it"
     if purpose is not None and purpose not in agreement.purposes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from functools import partial
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -71,9 +72,10 @@ class TwoWayService:
         if agreement is None or agreement.direction != "internal":
             return Advisory(AdvisoryCategory.BUSINESS_RULE_NOT_MET,
                             "Only the internal analysts' system may query partners through this endpoint.")
-        if agreement.status != "active" or (agreement.expires is not None and today > agreement.expires):
+        why = rules.lapsed(agreement, today)
+        if why is not None:
             return Advisory(AdvisoryCategory.BUSINESS_RULE_NOT_MET,
-                            f"Agreement '{agreement.id}' is not active: no partner may be queried.")
+                            f"Agreement '{agreement.id}' {why}: no partner may be queried.")
         purpose = rules.check_purpose(user, agreement)
         if isinstance(purpose, Advisory):
             return purpose
@@ -134,7 +136,7 @@ class TwoWayService:
             message = messages.search_request(self.gateway, request.user, partner, query.criteria,
                                               query.max_items, budget)
             partner_deadline = min(deadline, time.monotonic() + budget)
-            calls.append((partner, _bind(self.client.call, partner, "doStructuredSearch", message,
+            calls.append((partner, partial(self.client.call, partner, "doStructuredSearch", message,
                                          partner_deadline, context)))
         outcomes = self._fan_out(calls, seconds, deadline)
 
@@ -198,7 +200,7 @@ class TwoWayService:
         context = self._context(correlation_id, request.user, admitted.purpose)
         deadline = min(deadline, time.monotonic() + self.partner_timeout_seconds)
         (outcome,) = self._fan_out(
-            [(partner, _bind(self.client.call, partner, "getDataItem", message, deadline, context))], seconds, deadline)
+            [(partner, partial(self.client.call, partner, "getDataItem", message, deadline, context))], seconds, deadline)
         if outcome.answer is None:
             return messages.data_item_answer(self.gateway, header, ResultCode.ERROR, (outcome.advisory,), None), facts
         advisories = list(messages.partner_advisories(partner, outcome.answer))
@@ -239,7 +241,7 @@ class TwoWayService:
                 partner = chosen[partner_id]
                 message = messages.attachment_request(self.gateway, request.user, partner,
                                                       tuple(dict.fromkeys(p for _, p in pairs)))
-                calls.append((partner, _bind(self.client.call, partner, "getAttachment", message, deadline, context)))
+                calls.append((partner, partial(self.client.call, partner, "getAttachment", message, deadline, context)))
             for outcome in self._fan_out(calls, seconds, deadline):
                 if outcome.answer is None:
                     advisories.append(outcome.advisory)
@@ -272,10 +274,6 @@ class TwoWayService:
         """The partners a search without DataOwnerIdentifier would ask (any purpose)."""
         today = self.clock().date()
         return tuple(a for a in self.registry.all() if partners.why_not(a, None, today) is None)
-
-
-def _bind(function, *args):
-    return lambda: function(*args)
 
 
 def _round_robin(lists: list[list[etree._Element]]) -> list[etree._Element]:
