@@ -17,6 +17,7 @@ from lxml import etree
 from zeep.transports import Transport
 
 from .lexs.namespaces import OPERATIONS
+from .security.tls import client_session
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 
@@ -47,10 +48,7 @@ class ClientIdentity:
 
 class LexsSoapClient:
     def __init__(self, wsdl: str, identity: ClientIdentity, *, sign: bool = True, timeout: float = 30) -> None:
-        session = requests.Session()
-        session.trust_env = False  # REQUESTS_CA_BUNDLE must not replace the pinned CA
-        session.verify = str(identity.ca)
-        session.cert = (str(identity.certificate), str(identity.key))
+        session = client_session(identity.ca, identity.certificate, identity.key)
         wsse = None
         if sign:
             from .security.zeep_support import zeep_wsse

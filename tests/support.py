@@ -19,7 +19,7 @@ from leis_gateway.lexs.namespaces import LEXS
 from leis_gateway.policy.agreements import AgreementRegistry
 from leis_gateway.security.pki import SigningCredentials, ensure_demo_pki, load_signing_credentials
 from leis_gateway.security.wssec import sign_envelope
-from leis_gateway.security.tls import base_url, make_tls_server
+from leis_gateway.security.tls import base_url, client_session, make_tls_server
 from leis_gateway.sources.demo import build_demo_sources
 
 TEST_PEOPLE = 300
@@ -71,13 +71,10 @@ class RunningGateway:
         return self.url[: -len(SR_PATH)]
 
     def session(self, agreement: str | None = "ndex") -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False  # REQUESTS_CA_BUNDLE would silently replace `verify`
         pki = self.home / "pki"
-        session.verify = str(pki / "ca.crt")
-        if agreement is not None:
-            session.cert = (str(pki / "agencies" / f"{agreement}.crt"), str(pki / "agencies" / f"{agreement}.key"))
-        return session
+        if agreement is None:
+            return client_session(pki / "ca.crt")
+        return client_session(pki / "ca.crt", pki / "agencies" / f"{agreement}.crt", pki / "agencies" / f"{agreement}.key")
 
     def credentials(self, agreement: str) -> SigningCredentials:
         pki = self.home / "pki" / "agencies"

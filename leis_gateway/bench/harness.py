@@ -24,6 +24,7 @@ from lxml import etree
 from ..config import PROJECT_ROOT, SR_PATH, Settings
 from ..domain import Criterion, Purpose
 from ..lexs import requests as lexs_requests
+from ..security.tls import client_session
 from ..lexs.namespaces import LEXS
 from ..security.pki import load_signing_credentials
 from ..security.wssec import sign_envelope
@@ -185,10 +186,8 @@ class Member:
     def __init__(self, home: Path, base_url: str, agreement: str = MEMBER) -> None:
         pki = Settings(home=home).pki_dir
         self.url = base_url + SR_PATH
-        self.session = requests.Session()
-        self.session.trust_env = False
-        self.session.verify = str(pki / "ca.crt")
-        self.session.cert = (str(pki / "agencies" / f"{agreement}.crt"), str(pki / "agencies" / f"{agreement}.key"))
+        self.session = client_session(pki / "ca.crt", pki / "agencies" / f"{agreement}.crt",
+                                      pki / "agencies" / f"{agreement}.key")
         self.credentials = load_signing_credentials(pki / "agencies" / f"{agreement}.key",
                                                     pki / "agencies" / f"{agreement}.crt")
         self.requester = lexs_requests.Requester("Bench Agency", "BENCH", "AZ0000000", "bench.user",

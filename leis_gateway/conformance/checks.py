@@ -14,6 +14,7 @@ from lxml import etree
 
 from leis_gateway.domain import Criterion, QueryField
 from leis_gateway.lexs import requests as lexs_requests
+from leis_gateway.security.tls import client_session
 from leis_gateway.lexs.namespaces import LEXS, OPERATIONS
 from leis_gateway.lexs.validate_cli import Unusable, validate_document
 
@@ -50,10 +51,7 @@ def wsdl_loads(ctx: Context) -> str:
     from leis_gateway.client import ClientIdentity, LexsSoapClient
 
     target = ctx.target
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = str(target.ca)
-    session.cert = (str(target.certificate), str(target.key))
+    session = client_session(target.ca, target.certificate, target.key)
     try:
         with session:
             response = session.get(target.wsdl_url, timeout=target.timeout)

@@ -154,3 +154,19 @@ def client_certificate_from_environ(environ: dict) -> x509.Certificate | None:
         return x509.load_pem_x509_certificate(pem.encode("ascii") if isinstance(pem, str) else pem)
     except ValueError:
         return None
+
+
+def client_session(ca: Path | str, cert: Path | str | None = None, key: Path | str | None = None):
+    """A `requests.Session` for mutual TLS that trusts only `ca` and presents `cert`/`key`.
+
+    `trust_env` is off: REQUESTS_CA_BUNDLE (set on many machines) would otherwise silently replace
+    the pinned CA, and a proxy from the environment must never see this traffic.
+    """
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(ca)
+    if cert is not None:
+        session.cert = (str(cert), str(key))
+    return session

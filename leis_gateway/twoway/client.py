@@ -20,6 +20,7 @@ from ..domain import Advisory, AdvisoryCategory, Agreement
 from ..guard.identity import CertificateIdentity
 from ..guard.xmlsafety import parse_envelope
 from ..lexs import requests as lexs_requests
+from ..security.tls import client_session
 from ..lexs import schema
 from ..lexs.namespaces import OPERATIONS
 from ..policy.agreements import AgreementRegistry
@@ -75,10 +76,7 @@ class PartnerClient:
         with self._lock:
             session = self._sessions.get(partner_id)
             if session is None:
-                session = requests.Session()
-                session.trust_env = False  # proxies and REQUESTS_CA_BUNDLE must not apply
-                session.verify = self.ca_file
-                session.cert = self.client_cert
+                session = client_session(self.ca_file, *self.client_cert)
                 self._sessions[partner_id] = session
             return session
 

@@ -14,6 +14,7 @@ from lxml import etree
 from ..config import INTERNAL_SR_PATH, Settings
 from ..domain import Criterion, Purpose, QueryField, QueryMatch
 from ..lexs import requests as lexs_requests
+from ..security.tls import client_session
 from ..policy.agreements import AgreementRegistry
 from ..security.pki import load_signing_credentials
 from ..security.wssec import sign_envelope
@@ -56,10 +57,7 @@ def search(settings: Settings, *, url: str | None, surname: str | None, given: s
     sign_envelope(envelope, signer.key, signer.certificate)
     host = settings.internal_host or settings.host
     url = url or f"https://{host}:{settings.internal_port or DEFAULT_INTERNAL_PORT}{INTERNAL_SR_PATH}"
-    with requests.Session() as session:
-        session.trust_env = False
-        session.verify = str(pki / "ca.crt")
-        session.cert = (str(pki / "agencies" / "afi.crt"), str(pki / "agencies" / "afi.key"))
+    with client_session(pki / "ca.crt", pki / "agencies" / "afi.crt", pki / "agencies" / "afi.key") as session:
         try:
             response = session.post(url, data=etree.tostring(envelope), timeout=60,
                                     headers={"Content-Type": "text/xml; charset=utf-8"})
