@@ -7,22 +7,13 @@ altered, and opens only for the agreement it was issued to and only until it exp
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from ..security.sealing import Sealer
 
-_FORMAT = 1
 _KEY_LABEL = b"leis-gateway item token v1"
-_NONCE_BYTES = 12
 ATTACHMENT_URI_PREFIX = "urn:leis:attachment:"
 
 
@@ -62,9 +53,7 @@ class ItemTokens:
     """Issue and open tokens; safe to share between threads (no mutable state)."""
 
     def __init__(self, secret: bytes, ttl: timedelta | float | int) -> None:
-        if len(secret) < 16:
-            raise ValueError("the token secret must be at least 16 bytes")
-        self._aead = AESGCM(hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest())
+        self._sealer = Sealer(secret, _KEY_LABEL)
         self.ttl = ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl)
         if self.ttl <= timedelta(0):
             raise ValueError("the token lifetime must be positive")
@@ -84,41 +73,20 @@ class ItemTokens:
         """A URL-safe token; `expires_at` (never later than now + ttl) keeps a search's deadline."""
         latest = _utc(now) + self.ttl
         expiry = latest if expires_at is None else min(_utc(expires_at), latest)
-        payload = json.dumps(
-            [_FORMAT, str(kind), str(source), record_id, photo_id, list(fields), int(expiry.timestamp())],
-            separators=(",", ":"),
-        ).encode()
-        nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, payload, _associated(agreement_id))
-        return base64.urlsafe_b64encode(bytes([_FORMAT]) + nonce + sealed).rstrip(b"=").decode()
+        return self._sealer.seal([str(kind), str(source), record_id, photo_id, list(fields)], agreement_id, expiry)
 
     def open(
         self, token: str, agreement_id: str, now: datetime, kind: TokenKind | None = None
     ) -> Ref | None:
         """The reference, or None when the token is foreign, altered, expired or of another kind."""
+        opened = self._sealer.open(token, agreement_id, now)
+        if opened is None:
+            return None
+        expires_at, sealed = opened
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError, TypeError):
-            return None
-        if len(raw) < 1 + _NONCE_BYTES + 16 or raw[0] != _FORMAT:
-            return None
-        try:
-            payload = self._aead.decrypt(
-                raw[1 : 1 + _NONCE_BYTES], raw[1 + _NONCE_BYTES :], _associated(agreement_id)
-            )
-            version, kind_text, source, record_id, photo_id, fields, expiry = json.loads(payload)
-            ref = Ref(
-                kind=TokenKind(kind_text),
-                source=source,
-                record_id=record_id,
-                agreement_id=agreement_id,
-                expires_at=datetime.fromtimestamp(expiry, timezone.utc),
-                photo_id=photo_id,
-                fields=tuple(fields),
-            )
-        except (InvalidTag, ValueError, TypeError):
-            return None
-        if version != _FORMAT or _utc(now) >= ref.expires_at:
+            kind_text, source, record_id, photo_id, fields = sealed
+            ref = Ref(TokenKind(kind_text), source, record_id, agreement_id, expires_at, photo_id, tuple(fields))
+        except (ValueError, TypeError):
             return None
         if kind is not None and ref.kind != kind:
             return None
@@ -134,6 +102,3 @@ class ItemTokens:
             return None
         return self.open(uri[len(ATTACHMENT_URI_PREFIX) :], agreement_id, now, TokenKind.ATTACHMENT)
 
-
-def _associated(agreement_id: str) -> bytes:
-    return b"leis-token|" + agreement_id.encode()

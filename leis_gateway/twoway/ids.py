@@ -8,21 +8,12 @@ and an analyst cannot aim a forged id at another partner.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from ..security.sealing import Sealer
 
-_FORMAT = 1
 _LABEL = b"leis-gateway partner item id v1"
-_NONCE = 12
 ITEM_PREFIX = "urn:leis:partner-item:"
 ATTACHMENT_PREFIX = "urn:leis:partner-attachment:"
 
@@ -36,18 +27,12 @@ class PartnerRef:
 
 class PartnerIds:
     def __init__(self, secret: bytes, ttl_seconds: float) -> None:
-        if len(secret) < 16:
-            raise ValueError("the id secret must be at least 16 bytes")
-        self._aead = AESGCM(hmac.new(secret, _LABEL, hashlib.sha256).digest())
+        self._sealer = Sealer(secret, _LABEL)
         self.ttl = timedelta(seconds=ttl_seconds)
 
     def seal(self, kind: str, partner_id: str, value: str, audience: str, now: datetime | None = None) -> str:
         now = now or datetime.now(timezone.utc)
-        expiry = int((now + self.ttl).timestamp())
-        payload = json.dumps([_FORMAT, kind, partner_id, value, expiry], separators=(",", ":")).encode()
-        nonce = os.urandom(_NONCE)
-        sealed = self._aead.encrypt(nonce, payload, _aad(audience))
-        token = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+        token = self._sealer.seal([kind, partner_id, value], audience, now + self.ttl)
         return (ITEM_PREFIX if kind == "item" else ATTACHMENT_PREFIX) + token
 
     def open(self, text: str, audience: str, kind: str, now: datetime | None = None) -> PartnerRef | None:
@@ -55,18 +40,11 @@ class PartnerIds:
         prefix = ITEM_PREFIX if kind == "item" else ATTACHMENT_PREFIX
         if not text.startswith(prefix):
             return None
-        token = text[len(prefix):]
+        opened = self._sealer.open(text[len(prefix):], audience, now or datetime.now(timezone.utc))
+        if opened is None:
+            return None
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            payload = self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], _aad(audience))
-            version, sealed_kind, partner_id, value, expiry = json.loads(payload)
-        except (binascii.Error, ValueError, TypeError, InvalidTag):
+            sealed_kind, partner_id, value = opened[1]
+        except (ValueError, TypeError):
             return None
-        now = now or datetime.now(timezone.utc)
-        if version != _FORMAT or sealed_kind != kind or now.timestamp() >= expiry:
-            return None
-        return PartnerRef(partner_id, value, kind)
-
-
-def _aad(audience: str) -> bytes:
-    return b"leis-partner-id|" + audience.encode()
+        return PartnerRef(partner_id, value, kind) if sealed_kind == kind else None
