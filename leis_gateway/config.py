@@ -40,7 +40,6 @@ class Settings:
     source_workers: int = 64  # fan-out worker threads, at most (idle ones exit)
     source_concurrency: int = 24  # calls outstanding to any one source, at most (a hung source's share)
     source_idle_seconds: float = 2.0  # a fan-out worker with nothing to do for this long exits
-    schema_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "xsd")
     wsdl_path: Path = field(default_factory=lambda: PROJECT_ROOT / "wsdl" / "lexs-sr.wsdl")
     # --- client identity (guard/identity.py, docs/nginx.md) ----------------------------------
     client_ca_path: Path | None = None  # CA certificate(s) clients must chain to; default $LEIS_HOME/pki/ca.crt

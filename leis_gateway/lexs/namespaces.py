@@ -17,7 +17,6 @@ NC = "http://niem.gov/niem/niem-core/2.0"
 J = "http://niem.gov/niem/domains/jxdm/4.0"
 IM = "http://niem.gov/niem/domains/immigration/2.0"
 S = "http://niem.gov/niem/structures/2.0"
-NIEM_XSD = "http://niem.gov/niem/proxy/xsd/2.0"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
 LEXS_VERSION = "3.1.4"

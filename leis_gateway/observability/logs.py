@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import sys
 import traceback
 from contextlib import contextmanager
@@ -132,7 +131,3 @@ def setup_logging(log_format: str = "text", level: str | int = "INFO", stream: T
     for noisy in ("spyne", "zeep", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-
-def log_format_from(environ=None) -> str:
-    env = os.environ if environ is None else environ
-    return (env.get("LEIS_LOG_FORMAT") or "text").strip().lower()

@@ -303,12 +303,6 @@ def query_categories(query: Query) -> tuple[str, ...]:
     return tuple(category for category in dict.fromkeys(QUERY_CATEGORIES.values()) if category in used)
 
 
-def query_fields(query: Query) -> tuple[str, ...]:
-    """The fields a query used, in table order (for the audit; never values)."""
-    used = {c.field for c in query.criteria}
-    return tuple(f.value for f in QueryField if f in used)
-
-
 # --- all three, in order ------------------------------------------------------------------
 
 

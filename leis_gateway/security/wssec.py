@@ -72,7 +72,6 @@ WSU_ID = f"{{{WSU_NS}}}Id"
 _ID_ATTRIBUTES = (WSU_ID, "Id", "ID", "id", "{http://www.w3.org/XML/1998/namespace}id")
 _SAME_DOCUMENT_REF = re.compile(r"^#([A-Za-z_][A-Za-z0-9_.-]*)$")  # "#" + NCName, no XPointer
 
-_NSMAP = {"soap": SOAP11_NS, "wsse": WSSE_NS, "wsu": WSU_NS, "ds": DS_NS}
 
 
 def _q(ns: str, local: str) -> str:

@@ -12,7 +12,6 @@ from urllib.parse import parse_qs
 
 from lxml import etree
 
-WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 SOAP_BINDING_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
 XSD_NS = "http://www.w3.org/2001/XMLSchema"
 

@@ -174,9 +174,6 @@ class ParsedAddress:
     postal_code: str | None = None
     country: str | None = None
 
-    def is_empty(self) -> bool:
-        return not any(vars(self).values())
-
 
 _ZIP = re.compile(r"^\d{5}$")
 _ZIP4 = re.compile(r"^\d{4}$")
