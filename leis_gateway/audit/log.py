@@ -11,13 +11,15 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -28,7 +30,7 @@ from sqlalchemy.orm import Session, selectinload
 from . import chain
 from .crypto import Sealer
 from .models import GENESIS_HASH, AuditChainHead, AuditDisclosure, AuditMessage, AuditReplay
-from .store import SQLITE_BUSY_TIMEOUT_S, WRITE, create_audit_engine, migrate, prepare_sqlite_file, sqlite_path
+from .store import DEFERRED_SYNC, SQLITE_BUSY_TIMEOUT_S, WRITE, create_audit_engine, migrate, prepare_sqlite_file, sqlite_path
 from .types import (
     AuditEntry,
     AuditFilter,
@@ -108,6 +110,87 @@ class _Writers:
         self._fd = self._pid = None
 
 
+@dataclass(eq=False)
+class _Job:
+    work: Callable[[Connection], Any]
+    durable: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class _GroupCommit:
+    """The per-message writes of one process, committed together (a group commit).
+
+    Callers queue a unit of work and wait for its commit; one writer thread (started on demand,
+    gone after `IDLE_EXIT_S` without work) takes everything queued, runs it in *one* transaction,
+    and wakes each caller with its own result, or with the error that stopped the commit: nothing
+    is answered before its row is committed, exactly as with a transaction per message (fail
+    closed). If a batch of several fails, each of its jobs is tried again alone, so that a job
+    gets its own outcome. Why: under load every transaction was a turn at the writers' lock held
+    across several SQLite calls, each giving the GIL away and waiting to get it back; the turns,
+    not the work, were the limit (docs/performance.md, "Throughput").
+    """
+
+    MAX_BATCH = 64
+    IDLE_EXIT_S = 1.0
+
+    def __init__(self, write: Callable[[bool], ContextManager[Connection]]) -> None:
+        self._write = write
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    def run(self, work: Callable[[Connection], Any], durable: bool) -> Any:
+        job = _Job(work, durable)
+        with self._lock:
+            self._queue.put(job)
+            if self._thread is None or self._pid != os.getpid():  # none yet, gone idle, or forked
+                self._thread = threading.Thread(target=self._loop, name="audit-writer", daemon=True)
+                self._pid = os.getpid()
+                self._thread.start()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=self.IDLE_EXIT_S)
+            except queue.Empty:
+                with self._lock:  # a caller queues under this lock: none is left waiting
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            batch = [first]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to the callers, never lost
+                if len(batch) == 1:
+                    batch[0].error = exc
+                else:
+                    for job in batch:
+                        try:
+                            self._commit([job])
+                        except BaseException as alone:  # noqa: BLE001
+                            job.error = alone
+            for job in batch:
+                job.done.set()
+
+    def _commit(self, batch: list[_Job]) -> None:
+        with self._write(any(job.durable for job in batch)) as conn:
+            for job in batch:
+                job.result = job.work(conn)
+
+
 def _clip(field: str, value: object) -> str | None:
     """Oversized identifiers from a hostile request must not make the audit write fail."""
     if value is None:
@@ -159,11 +242,13 @@ class AuditLog:
     def __init__(self, engine: Engine, sealer: Sealer, *, sqlite_file: Path | None = None) -> None:
         self._engine = engine
         self._write_engine = engine.execution_options(**WRITE)
+        self._deferred_engine = engine.execution_options(**DEFERRED_SYNC)
         self._sealer = sealer
         self._sqlite_file = sqlite_file
         self._replay_lock = threading.Lock()
         self._replay_purged_at = 0.0
         self._writers = _Writers(sqlite_file)
+        self._group = _GroupCommit(self._write)
         replay_insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         self._insert_replay = (replay_insert(AuditReplay).on_conflict_do_nothing(index_elements=["key_hash"])
                                .returning(AuditReplay.key_hash))
@@ -233,10 +318,11 @@ class AuditLog:
             raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from exc
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """One write transaction on a Core connection (the per-message writes: record, remember_once)."""
+    def _write(self, durable: bool = True) -> Iterator[Connection]:
+        """One write transaction on a Core connection (the per-message writes: record, remember_once).
+        Not `durable`: SQLite commits without an fsync (see `record`)."""
         try:
-            with self._writers.hold(), self._write_engine.begin() as conn:
+            with self._writers.hold(), (self._write_engine if durable else self._deferred_engine).begin() as conn:
                 yield conn
                 self._check_sqlite_file(conn)
         except (SQLAlchemyError, OSError) as exc:
@@ -322,31 +408,41 @@ class AuditLog:
 
     # --- writing --------------------------------------------------------------------------
 
-    def record(self, entry: AuditEntry, raw: bytes, disclosures: Sequence[Disclosure] = ()) -> int:
+    def record(self, entry: AuditEntry, raw: bytes, disclosures: Sequence[Disclosure] = (), *,
+               durable: bool = True) -> int:
         """Store one message (and, for an outbound response, what it disclosed); return its row id.
 
         Raises `AuditUnavailable` if the row could not be committed: do not serve the exchange.
+        `durable=False` (SQLite: commit without an fsync; a crash of the process loses nothing, a
+        power failure may lose it) is for the inbound message of an exchange whose answer will be
+        recorded durably before it is sent: that commit's fsync of the WAL file covers this row too.
         """
         if Direction(entry.direction) not in (Direction.INBOUND, Direction.OUTBOUND):
             raise ValueError("record() takes inbound/outbound messages; review/admin rows are written by the log")
-        with self._write() as conn:
-            return self._append(conn, entry, bytes(raw), disclosures=disclosures)
+        raw = bytes(raw)
+        return self._group.run(lambda conn: self._append(conn, entry, raw, disclosures=disclosures), durable)
 
     def remember_once(self, key: str, expires: datetime) -> bool:
         """True the first time `key` is seen (until it expires), False for a replay; cross-process.
 
         Keys are stored as SHA-256 hashes: the cache never holds signature or token material.
+        Committed without an fsync (SQLite): the exchange's durable outbound row makes it durable
+        before any answer leaves; a request never answered may, after a power failure, be
+        accepted once more (a search has no side effect but its audit rows).
         """
         key_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()
         now = _now()
         expires = _utc(expires)
-        with self._write() as conn:
+        purge = self._replay_purge_due()
+
+        def work(conn: Connection) -> bool:
             conn.execute(_DELETE_EXPIRED_KEY, {"key_hash": key_hash, "now": now})
             inserted = conn.execute(self._insert_replay, {"key_hash": key_hash, "expires": expires}).first()
-            fresh = inserted is not None
-            if self._replay_purge_due():
+            if purge:
                 conn.execute(delete(AuditReplay).where(AuditReplay.expires <= now))
-        return fresh
+            return inserted is not None
+
+        return self._group.run(work, False)
 
     def _replay_purge_due(self) -> bool:
         with self._replay_lock:

@@ -5,7 +5,8 @@ SQLite specifics, all for the fail-closed promise:
   error instead of a silently re-created empty file;
 - every pool checkout checks that the path still names the inode the connection opened
   (an unlinked SQLite file keeps accepting writes that nobody will ever read);
-- writers use `BEGIN IMMEDIATE` so that the chain append is serialised across processes.
+- writers use `BEGIN IMMEDIATE` so that the chain append is serialised across processes;
+- a commit is `synchronous=FULL` (the WAL is fsynced) unless the write asks for DEFERRED_SYNC.
 """
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _PG_MIGRATION_LOCK = 0x4C454953_41554454 & 0x7FFFFFFFFFFFFFFF  # "LEIS" "AUDT"
 
 WRITE = {"audit_write": True}  # execution option: begin with a write lock (SQLite: IMMEDIATE)
+# ... and commit without waiting for the disk (SQLite: synchronous=NORMAL). Only for rows that a
+# later durable commit of the same exchange covers: an fsync of the WAL file makes every frame
+# before it durable, whichever connection or process wrote them (see AuditLog.record).
+DEFERRED_SYNC = {"audit_write": True, "audit_deferred_sync": True}
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -102,7 +107,14 @@ def _sqlite_engine(path: Path) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # pysqlite's own transaction handling is off (isolation_level=None): we issue BEGIN.
-        write = conn.get_execution_options().get("audit_write", False)
+        options = conn.get_execution_options()
+        write = options.get("audit_write", False)
+        if write:  # FULL: the commit fsyncs the WAL; NORMAL (DEFERRED_SYNC): a later FULL commit does
+            level = "NORMAL" if options.get("audit_deferred_sync", False) else "FULL"
+            info = conn.connection.info
+            if info.get("audit_synchronous") != level:  # a pragma outside the transaction, when it changes
+                conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+                info["audit_synchronous"] = level
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine

@@ -44,7 +44,7 @@ SIGNATURE_FAULTS: dict[ErrorCode, SoapFault] = {
 
 
 class AuditLogLike:  # the part of `audit.AuditLog` the edge needs (a Protocol in spirit)
-    def record(self, entry: AuditEntry, raw: bytes, disclosures=()) -> int: ...
+    def record(self, entry: AuditEntry, raw: bytes, disclosures=(), *, durable: bool = True) -> int: ...
 
     def remember_once(self, key: str, expires: dt.datetime) -> bool: ...
 
@@ -79,7 +79,9 @@ class Edge:
             user_id=exchange.notes["user_id"],
             purpose=exchange.notes["purpose"],
         )
-        self._record(entry, exchange.raw_request)
+        # Not fsynced on its own: every answer is recorded durably before it is sent (`respond`), and
+        # that commit makes this row durable too (audit/log.py `record`).
+        self._record(entry, exchange.raw_request, durable=False)
 
     def admit(self, exchange: Exchange) -> None:
         if not self.require_signature:
@@ -137,10 +139,10 @@ class Edge:
         sign_envelope(envelope, self.credentials.key, self.credentials.certificate)
         return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
-    def _record(self, entry: AuditEntry, raw: bytes, disclosures=()) -> None:
+    def _record(self, entry: AuditEntry, raw: bytes, disclosures=(), *, durable: bool = True) -> None:
         started = time.perf_counter()
         try:
-            self.audit.record(entry, raw, disclosures)
+            self.audit.record(entry, raw, disclosures, durable=durable)
         except AuditUnavailable:
             metrics.observe_audit_write(_direction(entry), time.perf_counter() - started, ok=False)
             log.error("audit log unavailable: refusing service")
