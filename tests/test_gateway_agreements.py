@@ -195,3 +195,16 @@ def test_service_provider_operations_are_refused_to_agreements_not_in_force(gate
     for operation in ("getCapabilities", "getDataOwners", "getAvailability"):
         answer = gateway.call(operation, lexs_requests.service_provider_request(requester()), agreement=agreement_id)
         assert answer.result_code == "Error" and answer.advisories[0][0] == "BusinessRuleNotMet", operation
+
+
+def test_the_audit_keeps_a_stated_purpose_only_when_it_is_a_known_one(gateway):
+    from leis_gateway.audit.types import AuditFilter
+    from leis_gateway.lexs.requests import soap_envelope, wrap_request
+
+    purposes = {}
+    for stated in ("ZZ-free-text purpose of JOHN DOE", Purpose.NATIONAL_SECURITY.value):
+        envelope = soap_envelope(wrap_request("doStructuredSearch", search((QueryField.SSN, "900-12-3456"), purpose=stated)))
+        response = gateway.post(envelope, sign=True)
+        rows = gateway.gateway.audit.search(AuditFilter(correlation_id=response.headers["X-Correlation-ID"]))
+        purposes[stated] = {row.purpose for row in rows}
+    assert purposes == {"ZZ-free-text purpose of JOHN DOE": {None}, "NationalSecurity": {"NationalSecurity"}}

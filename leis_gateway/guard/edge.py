@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from ..audit.types import AuditEntry, AuditUnavailable, Direction, Disclosure as AuditDisclosure
+from ..domain import Purpose
 from ..lexs import parse
 from ..observability import metrics
 from ..policy.agreements import AgreementRegistry
@@ -159,7 +160,9 @@ def _operation(exchange: Exchange) -> str:
 
 
 def _purpose(user) -> str | None:
-    if user is None:
-        return None
-    values = user.attribute("SearchPurpose")
-    return values[0][:64] if len(values) == 1 else None
+    """The stated purpose for the audit's searchable column: only a known value, never free text."""
+    values = user.attribute("SearchPurpose") if user is not None else ()
+    return values[0] if len(values) == 1 and values[0] in _PURPOSES else None
+
+
+_PURPOSES = frozenset(p.value for p in Purpose)
