@@ -63,6 +63,7 @@ from leis_gateway.lexs.namespaces import (
     SR,
     qname,
 )
+from leis_gateway.places import country_name, state_name
 
 __all__ = [
     "AttachmentItem",
@@ -291,42 +292,6 @@ def _owner_metadata(parent: etree._Element, gateway: GatewayIdentity, owner_code
 
 # --- the digest -------------------------------------------------------------------------------
 
-_US_STATES = {
-    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California",
-    "CO": "Colorado", "CT": "Connecticut", "DE": "Delaware", "DC": "District of Columbia",
-    "FL": "Florida", "GA": "Georgia", "HI": "Hawaii", "ID": "Idaho", "IL": "Illinois",
-    "IN": "Indiana", "IA": "Iowa", "KS": "Kansas", "KY": "Kentucky", "LA": "Louisiana",
-    "ME": "Maine", "MD": "Maryland", "MA": "Massachusetts", "MI": "Michigan", "MN": "Minnesota",
-    "MS": "Mississippi", "MO": "Missouri", "MT": "Montana", "NE": "Nebraska", "NV": "Nevada",
-    "NH": "New Hampshire", "NJ": "New Jersey", "NM": "New Mexico", "NY": "New York",
-    "NC": "North Carolina", "ND": "North Dakota", "OH": "Ohio", "OK": "Oklahoma", "OR": "Oregon",
-    "PA": "Pennsylvania", "RI": "Rhode Island", "SC": "South Carolina", "SD": "South Dakota",
-    "TN": "Tennessee", "TX": "Texas", "UT": "Utah", "VT": "Vermont", "VA": "Virginia",
-    "WA": "Washington", "WV": "West Virginia", "WI": "Wisconsin", "WY": "Wyoming",
-    "PR": "Puerto Rico", "GU": "Guam", "VI": "U.S. Virgin Islands", "AS": "American Samoa",
-    "MP": "Northern Mariana Islands",
-}
-
-_COUNTRIES = {
-    "US": "United States", "MX": "Mexico", "CA": "Canada", "GT": "Guatemala", "HN": "Honduras",
-    "SV": "El Salvador", "NI": "Nicaragua", "CR": "Costa Rica", "PA": "Panama", "CU": "Cuba",
-    "DO": "Dominican Republic", "HT": "Haiti", "JM": "Jamaica", "CO": "Colombia", "VE": "Venezuela",
-    "EC": "Ecuador", "PE": "Peru", "BR": "Brazil", "AR": "Argentina", "CL": "Chile",
-    "CN": "China", "IN": "India", "PH": "Philippines", "VN": "Vietnam", "KR": "South Korea",
-    "AF": "Afghanistan", "IR": "Iran", "IQ": "Iraq", "SY": "Syria", "PK": "Pakistan",
-    "RU": "Russia", "UA": "Ukraine", "GB": "United Kingdom", "DE": "Germany", "FR": "France",
-    "NG": "Nigeria", "SO": "Somalia", "ET": "Ethiopia",
-}
-
-
-def state_name(code: str) -> str:
-    """`nc:LocationStateName` wants a name; unknown codes pass through unchanged."""
-    return _US_STATES.get(code.upper(), code)
-
-
-def country_name(code: str) -> str:
-    """`nc:LocationCountryName` wants a name; unknown ISO codes pass through unchanged."""
-    return _COUNTRIES.get(code.upper(), code)
 
 
 def _identification(parent: etree._Element, ns: str, local: str, value: str,

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 
+from ..places import COUNTRY_BY_NAME, STATE_BY_NAME
+
 WILDCARDS = "*?"
 
 _APOSTROPHES = re.compile(r"['\u2019`\u00b4]")
@@ -77,29 +79,10 @@ def normalise_postal_code(value: str) -> str:
     return ident[:5] if ident.isdigit() and len(ident) == 9 else ident
 
 
-_STATES = {
-    "ALABAMA": "AL", "ALASKA": "AK", "ARIZONA": "AZ", "ARKANSAS": "AR", "CALIFORNIA": "CA",
-    "COLORADO": "CO", "CONNECTICUT": "CT", "DELAWARE": "DE", "DISTRICT OF COLUMBIA": "DC",
-    "FLORIDA": "FL", "GEORGIA": "GA", "HAWAII": "HI", "IDAHO": "ID", "ILLINOIS": "IL",
-    "INDIANA": "IN", "IOWA": "IA", "KANSAS": "KS", "KENTUCKY": "KY", "LOUISIANA": "LA",
-    "MAINE": "ME", "MARYLAND": "MD", "MASSACHUSETTS": "MA", "MICHIGAN": "MI", "MINNESOTA": "MN",
-    "MISSISSIPPI": "MS", "MISSOURI": "MO", "MONTANA": "MT", "NEBRASKA": "NE", "NEVADA": "NV",
-    "NEW HAMPSHIRE": "NH", "NEW JERSEY": "NJ", "NEW MEXICO": "NM", "NEW YORK": "NY",
-    "NORTH CAROLINA": "NC", "NORTH DAKOTA": "ND", "OHIO": "OH", "OKLAHOMA": "OK", "OREGON": "OR",
-    "PENNSYLVANIA": "PA", "RHODE ISLAND": "RI", "SOUTH CAROLINA": "SC", "SOUTH DAKOTA": "SD",
-    "TENNESSEE": "TN", "TEXAS": "TX", "UTAH": "UT", "VERMONT": "VT", "VIRGINIA": "VA",
-    "WASHINGTON": "WA", "WEST VIRGINIA": "WV", "WISCONSIN": "WI", "WYOMING": "WY",
-    "PUERTO RICO": "PR", "GUAM": "GU", "VIRGIN ISLANDS": "VI",
-}
+_STATES = STATE_BY_NAME
 STATE_CODES = frozenset(_STATES.values())
 
-_COUNTRIES = {
-    "USA": "US", "UNITED STATES": "US", "UNITED STATES OF AMERICA": "US", "US": "US",
-    "MEXICO": "MX", "MEX": "MX", "CANADA": "CA", "CAN": "CA", "GUATEMALA": "GT", "GTM": "GT",
-    "HONDURAS": "HN", "HND": "HN", "EL SALVADOR": "SV", "SLV": "SV", "CHINA": "CN", "CHN": "CN",
-    "INDIA": "IN", "IND": "IN", "PHILIPPINES": "PH", "PHL": "PH", "CUBA": "CU", "CUB": "CU",
-    "COLOMBIA": "CO", "COL": "CO", "AFGHANISTAN": "AF", "AFG": "AF", "IRAN": "IR", "IRN": "IR",
-}
+_COUNTRIES = COUNTRY_BY_NAME
 
 
 def normalise_state(value: str) -> str:
