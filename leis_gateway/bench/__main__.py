@@ -19,7 +19,9 @@ from .harness import BENCH_DIR, Context, Figure
 # flag -> (what it measures, the section's run function); add a section here (e.g. "throughput").
 SECTIONS: dict[str, tuple[str, Callable[[Context], list[Figure]]]] = {
     "federation": ("slow and hung sources behind the PRIME hub (latency vs. the injected delay, the deadline)", federation.run),
-    "scale": ("10k vs 1M people per source (exact and fuzzy search latency), gateway memory", scale.run),
+    # --scale is the whole of "federation at scale": the delayed and hung sources too
+    "scale": ("federation at scale: slow and hung sources, 10k vs 1M people per source (exact and fuzzy "
+              "search latency), gateway memory", lambda context: federation.run(context) + scale.run(context)),
     "throughput": ("requests/s under load: full path vs the signed-echo floor, p99/p50, 1 vs 2 workers", throughput.run),
 }
 
@@ -54,7 +56,7 @@ def report(figures: list[Figure]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    chosen = [name for name in SECTIONS if getattr(args, name)] or list(SECTIONS)
+    chosen = [name for name in SECTIONS if getattr(args, name)] or [n for n in SECTIONS if n != "federation"]  # --scale has it
     context = Context(bench_dir=args.bench_dir, requests_per_point=args.requests, duration=args.duration,
                       clients=args.clients, rounds=args.rounds)
     started = time.monotonic()
