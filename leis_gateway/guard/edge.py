@@ -24,11 +24,11 @@ from ..security.wssec import (
     SignatureConfiguration,
     WsSecurityError,
     sign_envelope,
-    verify_envelope,
 )
 from ..soap import faults
 from ..soap.faults import SoapFault
 from .identity import CertificateIdentity
+from .identity import verify_agreement_signature
 from .middleware import Exchange
 
 log = logging.getLogger(__name__)
@@ -88,21 +88,14 @@ class Edge:
         if not self.require_signature:
             return
         agreement = self.registry.get(exchange.caller.agreement_id)
-        config = self.signatures.allowing_sha1() if getattr(agreement, "allow_sha1", False) else self.signatures
         try:
-            verified = verify_envelope(exchange.envelope.root, expected_certs=None, config=config)
-            signer = self.registry.by_certificate(verified.signer_certificate)
-            if signer is None or signer.id != exchange.caller.agreement_id:
-                raise WsSecurityError(ErrorCode.WRONG_SIGNER)
-            if self.certificates is not None:  # bound by CN, a signer must be our CA's, valid, not revoked
-                checked = self.certificates.check(verified.signer_certificate)
-                if checked in (faults.CERTIFICATE_REVOKED, faults.REVOCATION_UNAVAILABLE):
-                    exchange.notes["fault"] = checked.code
-                    raise checked
-                if isinstance(checked, SoapFault):
-                    raise WsSecurityError(ErrorCode.WRONG_SIGNER)
+            verified = verify_agreement_signature(exchange.envelope.root, agreement, self.registry,
+                                                  self.certificates, self.signatures)
             if not self.audit.remember_once(verified.replay_key, verified.replay_window_ends):
                 raise WsSecurityError(ErrorCode.REPLAY)
+        except SoapFault as certificate_fault:  # the signer's certificate is revoked (or unknowable)
+            exchange.notes["fault"] = certificate_fault.code
+            raise
         except WsSecurityError as refused:
             exchange.notes["fault"] = SIGNATURE_FAULTS[refused.code].code
             raise SIGNATURE_FAULTS[refused.code] from None

@@ -38,6 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from ..security.wssec import ErrorCode, SignatureConfiguration, VerifiedEnvelope, WsSecurityError, verify_envelope
 from ..soap import faults
 from ..soap.faults import SoapFault
 
@@ -261,6 +262,29 @@ class CertificateIdentity:
                 continue
             return anchor
         return None
+
+
+def verify_agreement_signature(envelope, agreement, registry, certificates: "CertificateIdentity | None",
+                               config: SignatureConfiguration) -> VerifiedEnvelope:
+    """The envelope's WS-Security signature, verified and made with the registered key of `agreement`.
+
+    Raises `WsSecurityError` (WrongSigner when another key signed), or the certificate check's
+    fault when the signer's certificate is revoked or revocation cannot be checked. SHA-1 is
+    accepted only where the agreement says so.
+    """
+    if getattr(agreement, "allow_sha1", False):
+        config = config.allowing_sha1()
+    verified = verify_envelope(envelope, expected_certs=None, config=config)
+    signer = registry.by_certificate(verified.signer_certificate)
+    if signer is None or signer.id != agreement.id:
+        raise WsSecurityError(ErrorCode.WRONG_SIGNER)
+    if certificates is not None:  # bound by CN, a signer must be our CA's, valid, not revoked
+        checked = certificates.check(verified.signer_certificate)
+        if checked in (faults.CERTIFICATE_REVOKED, faults.REVOCATION_UNAVAILABLE):
+            raise checked
+        if isinstance(checked, SoapFault):
+            raise WsSecurityError(ErrorCode.WRONG_SIGNER)
+    return verified
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

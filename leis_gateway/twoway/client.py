@@ -25,7 +25,8 @@ from ..lexs import schema
 from ..lexs.namespaces import OPERATIONS
 from ..policy.agreements import AgreementRegistry
 from ..security.pki import SigningCredentials
-from ..security.wssec import DEFAULT_CONFIGURATION, SignatureConfiguration, WsSecurityError, sign_envelope, verify_envelope
+from ..guard.identity import verify_agreement_signature
+from ..security.wssec import DEFAULT_CONFIGURATION, ErrorCode, SignatureConfiguration, WsSecurityError, sign_envelope
 from ..soap.faults import SoapFault
 from .messages import PartnerMessage, UnusableAnswer, read_answer, sequence_number
 from .partners import describe
@@ -177,14 +178,14 @@ class PartnerClient:
         if status != 200:
             raise invalid(f"with a SOAP fault (HTTP {status})", f"Fault:HTTP{status}")
         try:
-            config = self.signatures.allowing_sha1() if partner.allow_sha1 else self.signatures
-            verified = verify_envelope(envelope.root, expected_certs=None, config=config)
+            verified = verify_agreement_signature(envelope.root, partner, self.registry, self.certificates,
+                                                  self.signatures)
         except WsSecurityError as refused:
+            if refused.code is ErrorCode.WRONG_SIGNER:
+                raise invalid("it is not signed by the partner's registered certificate", "Invalid:WrongSigner") from None
             raise invalid(f"its signature was refused ({refused.code.value})", f"Invalid:{refused.code.value}") from None
-        signer = self.registry.by_certificate(verified.signer_certificate)
-        if signer is None or signer.id != partner.id or isinstance(
-                self.certificates.check(verified.signer_certificate), SoapFault):
-            raise invalid("it is not signed by the partner's registered certificate", "Invalid:WrongSigner")
+        except SoapFault:
+            raise invalid("it is not signed by the partner's registered certificate", "Invalid:WrongSigner") from None
         children = [c for c in verified.body if isinstance(c.tag, str)]
         if len(children) != 1:
             raise invalid("its Body does not hold one SR response", "Invalid:Body")
