@@ -180,3 +180,32 @@ def search(*criteria: tuple[QueryField, str] | tuple[QueryField, str, QueryMatch
     return lexs_requests.structured_search_request(
         requester(purpose), built, max_items=max_items, timeout=timeout, extra_blocks=extra_blocks
     )
+
+
+# --- PostgreSQL for the tests that run on both databases ---------------------------------------
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+PG_USERS = ("postgres", "root")
+
+
+def postgres_url(user: str, port: int = PG_PORT) -> str:
+    return f"postgresql+psycopg://{user}@{PG_HOST}:{port}/test"
+
+
+@functools.cache
+def postgres_user() -> str | None:
+    """The first user that can connect to the `test` database, or None (PG tests then skip loudly)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    for user in PG_USERS:
+        engine = create_engine(postgres_url(user), poolclass=NullPool, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return user
+        except Exception:
+            continue
+        finally:
+            engine.dispose()
+    return None

@@ -40,33 +40,18 @@ from leis_gateway.audit import (
 )
 from leis_gateway.audit.cli import add_audit_commands
 from leis_gateway.domain import Criterion, Query, QueryField
+from support import PG_HOST, PG_PORT, PG_USERS, postgres_url, postgres_user
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_USERS = ("postgres", "root")
 CANARY = b"<lexs:PersonSurName>CANARY-SURNAME-7731</lexs:PersonSurName>"
 
 
 # --- backends ----------------------------------------------------------------------------
 
 
-def _pg_url(user: str, port: int = PG_PORT) -> str:
-    return f"postgresql+psycopg://{user}@{PG_HOST}:{port}/test"
-
-
 @pytest.fixture(scope="session")
 def pg_user() -> str | None:
     """The first PostgreSQL user that can connect, or None (the PG tests then skip loudly)."""
-    for user in PG_USERS:
-        engine = create_engine(_pg_url(user), poolclass=NullPool, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return user
-        except Exception:
-            continue
-        finally:
-            engine.dispose()
-    return None
+    return postgres_user()
 
 
 @dataclasses.dataclass
@@ -121,7 +106,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, pg_user: str | None) -
                 "the PostgreSQL audit backend is NOT tested in this run !!!"
             )
         schema = f"audit_t_{uuid.uuid4().hex[:12]}"
-        url = _pg_url(pg_user)
+        url = postgres_url(pg_user)
         raw = create_engine(url, poolclass=NullPool, connect_args={"options": f"-csearch_path={schema}"})
         s = Store("postgresql", url, schema, key, key_id_of(key), home, raw)
     try:
@@ -530,7 +515,7 @@ def _closed_port() -> int:
 def test_open_unreachable_postgres_raises(pg_user: str | None) -> None:
     key = os.urandom(32)
     with pytest.raises(AuditUnavailable):
-        AuditLog.open(_pg_url(pg_user or "postgres", _closed_port()), key, key_id_of(key))
+        AuditLog.open(postgres_url(pg_user or "postgres", _closed_port()), key, key_id_of(key))
 
 
 class _Proxy:
@@ -606,7 +591,7 @@ def test_postgres_outage_fails_closed_and_recovers(pg_user: str | None) -> None:
     key = os.urandom(32)
     log = None
     try:
-        log = AuditLog.open(_pg_url(pg_user, proxy.port), key, key_id_of(key), schema=schema)
+        log = AuditLog.open(postgres_url(pg_user, proxy.port), key, key_id_of(key), schema=schema)
         assert log.record(inbound(1), b"before") == 1
         proxy.stop()
         assert log.ready() is False
@@ -620,7 +605,7 @@ def test_postgres_outage_fails_closed_and_recovers(pg_user: str | None) -> None:
         if log is not None:
             log.close()
         proxy.stop()
-        admin = create_engine(_pg_url(pg_user), poolclass=NullPool)
+        admin = create_engine(postgres_url(pg_user), poolclass=NullPool)
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.dispose()

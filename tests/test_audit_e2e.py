@@ -47,10 +47,8 @@ from leis_gateway.domain import Purpose, QueryField
 from leis_gateway.lexs import requests as lexs_requests
 from leis_gateway.security.pki import SigningCredentials, load_signing_credentials
 from leis_gateway.security.wssec import sign_envelope
-from support import NS, RunningGateway, requester, search
+from support import NS, PG_HOST, PG_PORT, PG_USERS, RunningGateway, postgres_url, postgres_user, requester, search
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_USERS = ("postgres", "root")
 N_REQUESTS = 60
 CLIENTS = 6
 CANARY_SURNAME = "QXCANARYZULU"  # a queried value: it exists only inside message content
@@ -215,18 +213,8 @@ def home(demo_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str | None:
     """A URL to the `test` database as the first PostgreSQL user that can connect, or None."""
-    for user in PG_USERS:
-        url = f"postgresql+psycopg://{user}@{PG_HOST}:{PG_PORT}/test"
-        engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return url
-        except Exception:
-            continue
-        finally:
-            engine.dispose()
-    return None
+    user = postgres_user()
+    return postgres_url(user) if user else None
 
 
 @dataclasses.dataclass

@@ -11,9 +11,9 @@ from sqlalchemy.pool import NullPool
 from leis_gateway.domain import Criterion, Query, QueryField, QueryMatch, SourceSystem
 from leis_gateway.sources import SourceUrls, open_hub
 from leis_gateway.sources.demo import DEMO_SUBJECTS, load_demo_sources
+from support import postgres_user
 
 F, M = QueryField, QueryMatch
-PG_USERS = ("postgres", "root")
 
 
 def _url(user: str, schema: str | None = None) -> str:
@@ -24,15 +24,12 @@ def _url(user: str, schema: str | None = None) -> str:
 @pytest.fixture(scope="module")
 def pg_schema():
     """A throwaway schema in the `test` database; dropped afterwards."""
-    for user in PG_USERS:
+    user = postgres_user()
+    if user is not None:
         engine = create_engine(_url(user), poolclass=NullPool, connect_args={"connect_timeout": 3})
-        try:
-            with engine.begin() as connection:
-                schema = f"leis_sources_{uuid.uuid4().hex[:10]}"
-                connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        except Exception:
-            engine.dispose()
-            continue
+        schema = f"leis_sources_{uuid.uuid4().hex[:10]}"
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
         try:
             yield user, schema
         finally:
