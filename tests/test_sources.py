@@ -26,7 +26,8 @@ from leis_gateway.domain import (
 )
 from leis_gateway.sources import PhotoStore, PrimeHub, SourceAdapter, open_hub, source_paths
 from leis_gateway.sources.demo import DEMO_SUBJECTS, build_demo_sources
-from leis_gateway.sources.matching import compile_query, select_matches
+from leis_gateway.sources import base
+from leis_gateway.sources.matching import combined_score, compile_query, select_matches
 
 F, M = QueryField, QueryMatch
 PEOPLE = 200
@@ -433,6 +434,63 @@ def test_adapters_are_safe_to_share_between_threads(hub: PrimeHub) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         runs = list(pool.map(lambda i: [ids(a.search(queries[i % 4], 50)) for a in hub.adapters], range(200)))
     assert all(run == expected[i % 4] for i, run in enumerate(runs))
+
+
+def reference_search(adapter: SourceAdapter, query: Query, limit: int) -> list[tuple[str, int]]:
+    """(record id, score) of a search the plain way: each statement built with its values, ORM rows."""
+    with Session(adapter._engine) as session:  # type: ignore[attr-defined]
+        predicates = compile_query(session, adapter.schema, query)  # type: ignore[attr-defined]
+        if predicates is None:
+            return []
+        rows = session.scalars(select_matches(adapter.schema, predicates, limit)).all()  # type: ignore[attr-defined]
+        found = [(row.record_id, combined_score(predicates, row)) for row in rows]
+    return sorted(found, key=lambda item: -item[1])  # type: ignore[operator]
+
+
+# Pairs of queries of one shape (the same SQL, other values), then shapes that differ slightly.
+SAME_SHAPE_QUERIES = [
+    [c(F.SURNAME, "DOE")], [c(F.SURNAME, "GARCIA")],
+    [c(F.SURNAME, "DOH", M.FUZZY)], [c(F.SURNAME, "ROW", M.FUZZY)], [c(F.SURNAME, "GARSIA", M.FUZZY)],
+    [c(F.GIVEN_NAME, "JOHNNY", M.FUZZY)], [c(F.GIVEN_NAME, "MARY", M.FUZZY)], [c(F.GIVEN_NAME, "ZOE", M.FUZZY)],
+    [c(F.SURNAME, "SMYTH", M.FUZZY), c(F.BIRTH_DATE, "1970-01-01", M.GE)],
+    [c(F.SURNAME, "JONSON", M.FUZZY), c(F.BIRTH_DATE, "1960-01-01", M.GE)],
+    [c(F.SURNAME, "GARC*", M.WILDCARD)], [c(F.SURNAME, "DO*", M.WILDCARD)], [c(F.SURNAME, "Z*", M.WILDCARD)],
+    [c(F.SURNAME, "GARZ?", M.WILDCARD)], [c(F.SURNAME, "?OE", M.WILDCARD)],
+    [c(F.BIRTH_DATE, "1975-04-12", M.FUZZY)], [c(F.BIRTH_DATE, "1980-01-01", M.FUZZY)], [c(F.BIRTH_DATE, "1975-12-31", M.FUZZY)],
+    [c(F.BIRTH_DATE, "1975*", M.WILDCARD)], [c(F.BIRTH_DATE, "1980-01*", M.WILDCARD)],
+    [c(F.BIRTH_DATE, "1975-01-01", M.GE), c(F.BIRTH_DATE, "1975-12-31", M.LE)],
+    [c(F.BIRTH_DATE, "1980-01-01", M.GE), c(F.BIRTH_DATE, "1990-12-31", M.LE)],
+    [c(F.FULL_NAME, "John Quincy Doe"), c(F.BIRTH_DATE, "1975-04-12")],
+    [c(F.FULL_NAME, "Maria Elena Garcia"), c(F.BIRTH_DATE, "1988-09-30")],
+    [c(F.FULL_NAME, "JON SMYTH", M.FUZZY)], [c(F.FULL_NAME, "MARY GARSIA", M.FUZZY)], [c(F.FULL_NAME, "DOE, JOHN")],
+    [c(F.MIDDLE_NAME, "Q"), c(F.SURNAME, "DOE")], [c(F.MIDDLE_NAME, "E"), c(F.SURNAME, "GARCIA")],
+    [c(F.SSN, "900-12-3456")], [c(F.SSN, "9001299*", M.WILDCARD)], [c(F.SSN, "9001234*", M.WILDCARD)],
+    [c(F.FULL_ADDRESS, "100 Main St, Tucson AZ 85701")], [c(F.FULL_ADDRESS, "200 Oak Ave, Phoenix AZ 85001")],
+    [c(F.ACTIVITY_DESCRIPTION, "undeclared currency")], [c(F.ACTIVITY_DESCRIPTION, "narcotics seizure")],
+    [c(F.STATE, "AZ"), c(F.SURNAME, "GARSIA", M.FUZZY)], [c(F.STATE, "TX"), c(F.SURNAME, "SMYTH", M.FUZZY)],
+]
+
+
+@pytest.mark.parametrize("system", [SourceSystem.TECS, SourceSystem.EID])
+def test_sql_reused_for_a_query_shape_finds_what_building_it_would(home: Path, system: SourceSystem) -> None:
+    """A search runs its shape's SQL compiled once with its own values: the same records, scores
+    and order as building every statement with its values."""
+    with open_hub(home) as hub:
+        adapter = hub.adapter(system)
+        for limit in (3, 1000):
+            for criteria in SAME_SHAPE_QUERIES:
+                query = Query(tuple(criteria))
+                expected = reference_search(adapter, query, limit)
+                assert [(r.record_id, r.score) for r in adapter.search(query, limit)] == expected, criteria
+
+
+def test_a_search_past_its_deadline_is_interrupted(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Searches use the engine's pooled connections, which interrupt SQLite past the fan-out's deadline."""
+    monkeypatch.setattr(base, "SQLITE_PROGRESS_STEPS", 1)
+    monkeypatch.setattr(base, "deadline_passed", lambda: True)
+    with open_hub(home) as hub:
+        with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+            hub.adapter(SourceSystem.TECS).search(Query((c(F.SURNAME, "DOE"),)), 10)  # type: ignore[union-attr]
 
 
 # --- the builder --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from leis_gateway.domain import Criterion, Query, QueryField, QueryMatch, Source
 from leis_gateway.sources import SourceUrls, open_hub
 from leis_gateway.sources.demo import DEMO_SUBJECTS, load_demo_sources
 from support import postgres_user
+from test_sources import SAME_SHAPE_QUERIES, reference_search
 
 F, M = QueryField, QueryMatch
 
@@ -78,3 +79,11 @@ def test_postgres_answers_every_match_mode(pg_hub) -> None:
     assert {r.record_id for r in fuzzy[:2]} == {s1, s2} and all(r.score < 100 for r in fuzzy)
     nick = tecs.search(Query((Criterion(F.GIVEN_NAME, "JOHNNY", M.FUZZY), Criterion(F.SURNAME, "DOE"))), 5)
     assert {r.record_id for r in nick} == {s1, s2}
+
+
+def test_postgres_runs_the_sql_reused_per_query_shape(pg_hub) -> None:
+    """The SQL compiled once per query shape (PostgreSQL's own dialect) finds what building it would."""
+    for adapter in pg_hub.adapters:
+        for criteria in SAME_SHAPE_QUERIES:
+            query = Query(tuple(criteria))
+            assert [(r.record_id, r.score) for r in adapter.search(query, 50)] == reference_search(adapter, query, 50)

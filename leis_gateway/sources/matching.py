@@ -5,19 +5,29 @@ yields the row's score for that criterion, and (when scores differ between rows)
 expression so the database itself can order best-first and stop at the limit. Criteria AND
 together; a row's score is the product of its criterion scores (100 = every criterion exact).
 
+A predicate's SQL takes its values as bound parameters and is built from its *shape* alone, so
+a source builds and compiles the SQL of each query shape once (`statements.py`) and a search
+only binds its values: building SQL per search cost many times the database's own work.
+
 A criterion that a source cannot answer (a field it does not hold, a range on a name, a date
 that is not a date) makes the whole query unanswerable there: `compile_query` returns None and
 the source returns no records. Free-text narratives are never searchable.
 """
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
+from itertools import chain
 from math import prod
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Float, Table, and_, case, cast, literal, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement, Connection, Float, Select, Table, and_, case, cast, literal, or_, select, union_all,
+)
 from sqlalchemy.orm import Session
 
 from ..domain import Criterion, Query, QueryField, QueryMatch
@@ -41,6 +51,7 @@ from .normalise import (
     parse_date,
     parse_full_address,
 )
+from .statements import Binds, Build, Reader, bind, direct_reader
 
 EXACT_SCORE = 100
 WILDCARD_SCORE = 90
@@ -56,19 +67,31 @@ _STOPWORDS = frozenset(
     {"A", "AN", "AND", "AS", "AT", "BY", "FOR", "FROM", "IN", "INTO", "OF", "ON", "OR", "THE", "TO", "WITH"}
 )
 
+_COMPARE = {
+    QueryMatch.GT: operator.gt, QueryMatch.GE: operator.ge, QueryMatch.LT: operator.lt, QueryMatch.LE: operator.le
+}
+
 RowScore = Callable[[Any], "int | None"]
+SqlOf = Callable[[Binds], ColumnElement[Any]]  # SQL given the bound parameters of `values`
 
 
 @dataclass(frozen=True)
 class Predicate:
-    """One criterion, compiled: SQL condition, the per-row score, and its SQL twin for ordering."""
+    """One criterion, compiled: SQL condition, the per-row score, and its SQL twin for ordering.
 
-    clause: ColumnElement[bool]
+    The SQL uses no value but through the bound parameters of `values`; `shape` names all else
+    it depends on (columns, comparisons, how many values), so equal shapes give equal SQL.
+    """
+
+    shape: Hashable
+    values: tuple[Any, ...]
+    clause: SqlOf
     row_score: RowScore  # None when the row does not satisfy the criterion
-    sql_score: ColumnElement[Any] | int = EXACT_SCORE  # an int: every matching row scores it
-    # For `column IN (values)` with a score per value (fuzzy names): (column, {value: score}), so
-    # the best rows can be read value by value from the column's index (see `select_matches`).
-    levels: tuple[Any, dict[str, int]] | None = None
+    sql_score: SqlOf | int = EXACT_SCORE  # an int: every matching row scores it
+    # For `column IN (values)` with a score per value (fuzzy names): (column, n) with the n values
+    # best first, then their n scores, so the best rows can be read value by value from the
+    # column's index (see `select_matches`).
+    levels: tuple[str, int] | None = None
 
 
 class RecordSchema(Protocol):
@@ -129,6 +152,7 @@ _ADDRESS_PARTS = (
 )
 
 
+@cache
 def supported_fields(schema: RecordSchema) -> frozenset[QueryField]:
     """The query fields this source holds (derived from its table's columns)."""
     has = lambda name: name in schema.model.__table__.c  # noqa: E731
@@ -155,43 +179,80 @@ def description_words(text: str | None) -> set[str]:
 # --- compiling a query -------------------------------------------------------------------
 
 
-def compile_query(session: Session, schema: RecordSchema, query: Query) -> list[Predicate] | None:
-    """The predicates of `query` for this source, or None when it cannot match anything here."""
+def compile_query(
+    source: Reader | Session | Connection, schema: RecordSchema, query: Query
+) -> list[Predicate] | None:
+    """The predicates of `query` for this source, or None when it cannot match anything here.
+
+    `source` reads the name vocabulary for fuzzy names: a `statements.Reader`, or a Session or
+    Connection that runs each statement as built.
+    """
     if not query.criteria:
         return None
+    read = direct_reader(source) if isinstance(source, (Session, Connection)) else source
     fields = supported_fields(schema)
     predicates: list[Predicate] = []
     for criterion in query.criteria:
         if criterion.field not in fields:
             return None
-        predicate = _criterion_predicate(session, schema, criterion)
+        predicate = _criterion_predicate(read, schema, criterion)
         if predicate is None:
             return None
         predicates.append(predicate)
     return predicates
 
 
-def select_matches(schema: RecordSchema, predicates: list[Predicate], limit: int):
-    """SELECT of the best `limit` rows, best first; ties in row order (pk: the same on any database).
+def select_matches(schema: RecordSchema, predicates: list[Predicate], limit: int) -> Select[Any]:
+    """SELECT of the best `limit` rows (mapped instances, values bound), best first; see `read_matches`."""
+    return _matches(schema, predicates, bind(_values(predicates, max(limit, 0))), schema.model)
+
+
+def read_matches(read: Reader, schema: RecordSchema, predicates: list[Predicate], limit: int) -> Sequence[Any]:
+    """The best `limit` rows (every column), best first; ties in row order (pk: the same on any database).
 
     The rows are picked by their primary keys first, so the database can often choose and sort
     them from its indexes alone and read only the `limit` rows it returns.
     """
-    model = schema.model
-    variable = [p.sql_score for p in predicates if not isinstance(p.sql_score, int)]
+    shape = ("matches", tuple((p.shape, p.levels) for p in predicates))
+    columns = schema.model.__table__.columns  # type: ignore[attr-defined]
+    return read(shape, lambda binds: _matches(schema, predicates, binds, *columns), _values(predicates, max(limit, 0)))
+
+
+def _values(predicates: Sequence[Predicate], *more: Any) -> tuple[Any, ...]:
+    return (*chain.from_iterable(p.values for p in predicates), *more)
+
+
+def _parts(predicates: Sequence[Predicate], binds: Binds) -> list[Binds]:
+    """Each predicate's own bound parameters, out of those of all their values in a row."""
+    parts, start = [], 0
+    for predicate in predicates:
+        parts.append(binds[start : start + len(predicate.values)])
+        start += len(predicate.values)
+    return parts
+
+
+def _matches(schema: RecordSchema, predicates: list[Predicate], binds: Binds, *selected: Any) -> Select[Any]:
+    """`selected` of the best rows; `binds` hold the predicates' values, then the limit."""
+    model, limit = schema.model, binds[-1]
+    parts = _parts(predicates, binds)
+    clauses = [p.clause(part) for p, part in zip(predicates, parts)]
+    variable = [p.sql_score(part) for p, part in zip(predicates, parts) if not isinstance(p.sql_score, int)]
     ordering = [model.pk]
     if variable:
         score = prod((cast(s, Float) for s in variable[1:]), start=cast(variable[0], Float))
         ordering = [score.desc(), model.pk]
-    leveled = [p for p in predicates if p.levels is not None]
-    if len(variable) == 1 and len(leveled) == 1 and 1 < len(leveled[0].levels[1]) <= MAX_FUZZY_CANDIDATES:
-        best = _best_by_levels(model, leveled[0], [p.clause for p in predicates if p is not leveled[0]], limit)
+    leveled = [(i, p.levels[1]) for i, p in enumerate(predicates) if p.levels is not None]
+    if len(variable) == 1 and len(leveled) == 1 and 1 < leveled[0][1] <= MAX_FUZZY_CANDIDATES:
+        i = leveled[0][0]
+        best = _best_by_levels(model, predicates[i], parts[i], clauses[:i] + clauses[i + 1 :], limit)
     else:
-        best = select(model.pk).where(and_(*(p.clause for p in predicates))).order_by(*ordering).limit(max(limit, 0))
-    return select(model).where(model.pk.in_(best)).order_by(*ordering)
+        best = select(model.pk).where(and_(*clauses)).order_by(*ordering).limit(limit)
+    return select(*selected).where(model.pk.in_(best)).order_by(*ordering)
 
 
-def _best_by_levels(model: type, predicate: Predicate, others: list[ColumnElement[bool]], limit: int):
+def _best_by_levels(
+    model: type, predicate: Predicate, binds: Binds, others: list[ColumnElement[bool]], limit: Any
+) -> Select[Any]:
     """The best `limit` pks when one criterion's score depends only on a column's value.
 
     `col IN (v1..vn) ORDER BY score, pk LIMIT k` makes the database read and sort every row of
@@ -199,16 +260,17 @@ def _best_by_levels(model: type, predicate: Predicate, others: list[ColumnElemen
     gives at most its first k rows in pk order, straight from the column's index, and only those
     n x k rows are ranked: the same rows, at a cost that does not grow with the table.
     """
-    column, scored = predicate.levels  # type: ignore[misc]
+    name, count = predicate.levels  # type: ignore[misc]
+    column = getattr(model, name)
     arms = [
         select(
-            select(model.pk.label("pk"), literal(score).label("score"))
-            .where(column == value, *others).order_by(model.pk).limit(max(limit, 0)).subquery()
+            select(model.pk.label("pk"), score.label("score"))
+            .where(column == value, *others).order_by(model.pk).limit(limit).subquery()
         )
-        for value, score in sorted(scored.items(), key=lambda item: (-item[1], item[0]))
+        for value, score in zip(binds[:count], binds[count:])  # best first
     ]
     candidates = union_all(*arms).subquery()
-    return select(candidates.c.pk).order_by(candidates.c.score.desc(), candidates.c.pk).limit(max(limit, 0))
+    return select(candidates.c.pk).order_by(candidates.c.score.desc(), candidates.c.pk).limit(limit)
 
 
 def combined_score(predicates: list[Predicate], row: Any) -> int | None:
@@ -226,7 +288,7 @@ def _product(scores: list[int]) -> int:
     return max(1, round(100 * prod(s / 100 for s in scores))) if scores else EXACT_SCORE
 
 
-def _criterion_predicate(session: Session, schema: RecordSchema, criterion: Criterion) -> Predicate | None:
+def _criterion_predicate(read: Reader, schema: RecordSchema, criterion: Criterion) -> Predicate | None:
     model, value, match = schema.model, criterion.value, criterion.match
     field = criterion.field
     if field in _PLAIN_FIELDS:
@@ -234,9 +296,9 @@ def _criterion_predicate(session: Session, schema: RecordSchema, criterion: Crit
         return _plain_predicate(model, column, spelling, value, match)
     if field in _NAME_FIELDS:
         column, part = _NAME_FIELDS[field]
-        return _name_predicate(session, schema, column, part, value, match)
+        return _name_predicate(read, schema, column, part, value, match)
     if field == QueryField.FULL_NAME:
-        return _full_name_predicate(session, schema, value, match)
+        return _full_name_predicate(read, schema, value, match)
     if field == QueryField.BIRTH_DATE:
         return _date_predicate(model, "birth_date", value, match)
     if field == QueryField.FULL_ADDRESS:
@@ -252,8 +314,11 @@ def _criterion_predicate(session: Session, schema: RecordSchema, criterion: Crit
 def _exact(model: type, column: str, value: str, score: int = EXACT_SCORE) -> Predicate | None:
     if not value:
         return None
+    col = getattr(model, column)
     return Predicate(
-        clause=getattr(model, column) == value,
+        shape=("=", column, score),
+        values=(value,),
+        clause=lambda b: col == b[0],
         row_score=lambda row: score if getattr(row, column) == value else None,
         sql_score=score,
     )
@@ -275,6 +340,18 @@ def _next_prefix(prefix: str) -> str | None:
     return stem[:-1] + chr(ord(stem[-1]) + 1)
 
 
+def _like(pattern: str) -> str:
+    """A LIKE pattern (escape `\\`) of a query pattern: `*` any run, `?` one character."""
+    return "".join(
+        "%" if ch == "*" else "_" if ch == "?" else ("\\" + ch if ch in "\\%_" else ch) for ch in pattern
+    )
+
+
+def _starts(word: str) -> str:
+    """A LIKE pattern (escape `\\`) for words starting with `word`."""
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def _wildcard(model: type, column: str, pattern: str, score: int = WILDCARD_SCORE) -> Predicate | None:
     """`*` any run, `?` one character; a literal prefix keeps the lookup on the column's index."""
     if not _has_wildcard(pattern):
@@ -282,21 +359,27 @@ def _wildcard(model: type, column: str, pattern: str, score: int = WILDCARD_SCOR
     if not pattern.strip("*?"):
         return None  # nothing but wildcards: not a search
     col = getattr(model, column)
-    like = "".join(
-        "%" if ch == "*" else "_" if ch == "?" else ("\\" + ch if ch in "\\%_" else ch) for ch in pattern
-    )
     prefix = re.split(r"[*?]", pattern, maxsplit=1)[0]
-    clause: ColumnElement[bool] = col.like(like, escape="\\")
     upper = _next_prefix(prefix)
-    if upper is not None:
-        clause = and_(col >= prefix, col < upper, clause)
+    bounded = upper is not None
+
+    def clause(b: Binds) -> ColumnElement[bool]:
+        like = col.like(b[-1], escape="\\")
+        return and_(col >= b[0], col < b[1], like) if bounded else like
+
     regex = re.compile("".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern), re.S)
 
     def row_score(row: Any) -> int | None:
         held = getattr(row, column)
         return score if held is not None and regex.fullmatch(held) else None
 
-    return Predicate(clause=clause, row_score=row_score, sql_score=score)
+    return Predicate(
+        shape=("like", column, bounded, score),
+        values=(prefix, upper, _like(pattern)) if bounded else (_like(pattern),),
+        clause=clause,
+        row_score=row_score,
+        sql_score=score,
+    )
 
 
 def _plain_predicate(model: type, column: str, spelling: _Spelling, value: str, match: QueryMatch) -> Predicate | None:
@@ -309,7 +392,7 @@ def _plain_predicate(model: type, column: str, spelling: _Spelling, value: str, 
 
 
 def _name_predicate(
-    session: Session, schema: RecordSchema, column: str, part: str, value: str, match: QueryMatch
+    read: Reader, schema: RecordSchema, column: str, part: str, value: str, match: QueryMatch
 ) -> Predicate | None:
     model = schema.model
     if match in _RANGES:
@@ -320,61 +403,82 @@ def _name_predicate(
     if not name:
         return None
     if match == QueryMatch.FUZZY:
-        return _fuzzy_name(session, schema, column, part, name)
+        return _fuzzy_name(read, schema, column, part, name)
     if column == "middle_norm" and len(name) == 1:
         return _wildcard(model, column, name + "*", score=INITIAL_SCORE)
     return _exact(model, column, name)
 
 
-def _fuzzy_name(session: Session, schema: RecordSchema, column: str, part: str, name: str) -> Predicate | None:
+def _fuzzy_name(read: Reader, schema: RecordSchema, column: str, part: str, name: str) -> Predicate | None:
     """Names like `name`, taken from the source's name vocabulary, then an indexed IN on them."""
-    vocabulary = schema.name_vocabulary.c
     nicknames = part == GIVEN_PART
-    alike = [vocabulary.name_key == phonetic_key(name)]
-    if nicknames:
-        alike.append(vocabulary.name_norm.in_(sorted(nickname_variants(name))))
+    variants = sorted(nickname_variants(name)) if nicknames else []
     upper = _next_prefix(name[0])
-    if upper is not None:
-        alike.append(and_(vocabulary.name_norm >= name[0], vocabulary.name_norm < upper))
-    candidates = session.scalars(
-        select(vocabulary.name_norm).where(vocabulary.part == part, or_(*alike))
-    ).all()
+    bounds = (name[0], upper) if upper is not None else ()
+    lookup = _vocabulary_lookup(schema.name_vocabulary, len(variants), bool(bounds))
+    shape = ("vocabulary", len(variants), bool(bounds))
+    candidates = read(shape, lookup, (part, phonetic_key(name), *variants, *bounds))
     scored = {name: EXACT_SCORE}
-    for candidate in candidates:
+    for (candidate,) in candidates:
         if abs(len(candidate) - len(name)) <= 4:
             score = name_likeness(name, candidate, nicknames=nicknames)
             if score >= FUZZY_THRESHOLD:
                 scored[candidate] = score
-    if len(scored) > MAX_FUZZY_CANDIDATES:
-        best = sorted(scored.items(), key=lambda item: (-item[1], item[0]))[:MAX_FUZZY_CANDIDATES]
-        scored = dict(best)
-    col = getattr(schema.model, column)
+    ranked = sorted(scored.items(), key=lambda item: (-item[1], item[0]))[:MAX_FUZZY_CANDIDATES]
+    scored = dict(ranked)
+    col, count = getattr(schema.model, column), len(ranked)
     return Predicate(
-        clause=col.in_(sorted(scored)),
+        shape=("fuzzy", column, count),
+        values=(*scored, *scored.values()),
+        clause=lambda b: col.in_(b[:count]),
         row_score=lambda row: scored.get(getattr(row, column)),
-        sql_score=case(scored, value=col, else_=0),
-        levels=(col, scored),
+        sql_score=lambda b: case(*zip(b[:count], b[count:]), value=col, else_=0),
+        levels=(column, count),
     )
 
 
-def _score_expression(predicate: Predicate) -> ColumnElement[Any]:
+def _vocabulary_lookup(vocabulary: Table, variants: int, bounded: bool) -> Build:
+    """Names of a part (G/S) with the same phonetic key, a nickname variant or the same initial."""
+
+    def build(b: Binds) -> Select[Any]:
+        c = vocabulary.c
+        alike = [c.name_key == b[1]]
+        if variants:
+            alike.append(c.name_norm.in_(b[2 : 2 + variants]))
+        if bounded:
+            alike.append(and_(c.name_norm >= b[-2], c.name_norm < b[-1]))
+        return select(c.name_norm).where(c.part == b[0], or_(*alike))
+
+    return build
+
+
+def _score_expression(predicate: Predicate, binds: Binds) -> ColumnElement[Any]:
     score = predicate.sql_score
-    return literal(score) if isinstance(score, int) else score
+    return literal(score) if isinstance(score, int) else score(binds)
 
 
 def _conjunction(predicates: list[Predicate]) -> Predicate:
     """All of the predicates; the score is the product, as for a whole query."""
     if len(predicates) == 1:
         return predicates[0]
-    constants = [p.sql_score for p in predicates if isinstance(p.sql_score, int)]
-    variables = [p.sql_score for p in predicates if not isinstance(p.sql_score, int)]
-    sql_score: ColumnElement[Any] | int = _product(constants)  # type: ignore[arg-type]
-    for score in variables:
-        sql_score = cast(score, Float) * sql_score / 100
+    constant = _product([p.sql_score for p in predicates if isinstance(p.sql_score, int)])  # type: ignore[misc]
+
+    def clause(b: Binds) -> ColumnElement[bool]:
+        return and_(*(p.clause(part) for p, part in zip(predicates, _parts(predicates, b))))
+
+    def sql_score(b: Binds) -> ColumnElement[Any]:
+        score: Any = constant
+        for p, part in zip(predicates, _parts(predicates, b)):
+            if not isinstance(p.sql_score, int):
+                score = cast(p.sql_score(part), Float) * score / 100
+        return score
+
     return Predicate(
-        clause=and_(*(p.clause for p in predicates)),
+        shape=("and", tuple(p.shape for p in predicates)),
+        values=_values(predicates),
+        clause=clause,
         row_score=lambda row: combined_score(predicates, row),
-        sql_score=sql_score,
+        sql_score=constant if all(isinstance(p.sql_score, int) for p in predicates) else sql_score,
     )
 
 
@@ -390,11 +494,20 @@ def _disjunction(alternatives: list[Predicate]) -> Predicate:
                 return score
         return None
 
-    sql_score = case(
-        *((a.clause, _score_expression(a)) for a in alternatives),
-        else_=0,
+    def clause(b: Binds) -> ColumnElement[bool]:
+        return or_(*(a.clause(part) for a, part in zip(alternatives, _parts(alternatives, b))))
+
+    def sql_score(b: Binds) -> ColumnElement[Any]:
+        parts = _parts(alternatives, b)
+        return case(*((a.clause(p), _score_expression(a, p)) for a, p in zip(alternatives, parts)), else_=0)
+
+    return Predicate(
+        shape=("or", tuple(a.shape for a in alternatives)),
+        values=_values(alternatives),
+        clause=clause,
+        row_score=row_score,
+        sql_score=sql_score,
     )
-    return Predicate(clause=or_(*(a.clause for a in alternatives)), row_score=row_score, sql_score=sql_score)
 
 
 def split_full_name(value: str) -> list[tuple[str | None, str | None, str]]:
@@ -421,7 +534,7 @@ def split_full_name(value: str) -> list[tuple[str | None, str | None, str]]:
     ]
 
 
-def _full_name_predicate(session: Session, schema: RecordSchema, value: str, match: QueryMatch) -> Predicate | None:
+def _full_name_predicate(read: Reader, schema: RecordSchema, value: str, match: QueryMatch) -> Predicate | None:
     alternatives = []
     for given, middle, surname in split_full_name(value):
         parts = [("surname_norm", SURNAME_PART, surname), ("given_norm", GIVEN_PART, given), ("middle_norm", GIVEN_PART, middle)]
@@ -429,7 +542,7 @@ def _full_name_predicate(session: Session, schema: RecordSchema, value: str, mat
         for column, part, text in parts:
             if text is None:
                 continue
-            predicate = _name_predicate(session, schema, column, part, text, match)
+            predicate = _name_predicate(read, schema, column, part, text, match)
             if predicate is None:
                 break
             predicates.append(predicate)
@@ -447,23 +560,30 @@ def _date_predicate(model: type, column: str, value: str, match: QueryMatch) -> 
         return None
     held = lambda row: getattr(row, column)  # noqa: E731
     if match in _RANGES:
-        compare = {
-            QueryMatch.GT: lambda d: d > day,
-            QueryMatch.GE: lambda d: d >= day,
-            QueryMatch.LT: lambda d: d < day,
-            QueryMatch.LE: lambda d: d <= day,
-        }[match]
-        clause = {QueryMatch.GT: col > day, QueryMatch.GE: col >= day, QueryMatch.LT: col < day, QueryMatch.LE: col <= day}[match]
-        return Predicate(clause=clause, row_score=lambda row: EXACT_SCORE if held(row) is not None and compare(held(row)) else None)
+        compare = _COMPARE[match]
+        return Predicate(
+            shape=("date", column, match),
+            values=(day,),
+            clause=lambda b: compare(col, b[0]),
+            row_score=lambda row: EXACT_SCORE if held(row) is not None and compare(held(row), day) else None,
+        )
     if match == QueryMatch.FUZZY:
         near = _near_dates(day)
         scores = {day: EXACT_SCORE, **{d: NEAR_DATE_SCORE for d in near if d != day}}
+        count = len(scores)
         return Predicate(
-            clause=col.in_(sorted(scores)),
+            shape=("date~", column, count),
+            values=(*sorted(scores), day),
+            clause=lambda b: col.in_(b[:count]),
             row_score=lambda row: scores.get(held(row)),
-            sql_score=case((col == day, EXACT_SCORE), else_=NEAR_DATE_SCORE),
+            sql_score=lambda b: case((col == b[count], EXACT_SCORE), else_=NEAR_DATE_SCORE),
         )
-    return Predicate(clause=col == day, row_score=lambda row: EXACT_SCORE if held(row) == day else None)
+    return Predicate(
+        shape=("date=", column),
+        values=(day,),
+        clause=lambda b: col == b[0],
+        row_score=lambda row: EXACT_SCORE if held(row) == day else None,
+    )
 
 
 def _near_dates(day: date) -> set[date]:
@@ -493,7 +613,9 @@ def _date_wildcard(model: type, column: str, value: str) -> Predicate | None:
         return None
     col = getattr(model, column)
     return Predicate(
-        clause=and_(col >= first, col < after),
+        shape=("date*", column),
+        values=(first, after),
+        clause=lambda b: and_(col >= b[0], col < b[1]),
         row_score=lambda row: WILDCARD_SCORE if getattr(row, column) is not None and first <= getattr(row, column) < after else None,
         sql_score=WILDCARD_SCORE,
     )
@@ -524,15 +646,30 @@ def _description_predicate(schema: RecordSchema, value: str, match: QueryMatch) 
     if not wanted:
         return None
     model = schema.model
-    clauses = []
-    for word in wanted:
-        upper = _next_prefix(word)
-        like = words.c.word.like(word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%", escape="\\")
-        hit = and_(words.c.word >= word, words.c.word < upper, like) if upper else like
-        clauses.append(model.pk.in_(select(words.c.record_pk).where(hit)))
+    uppers = [_next_prefix(word) for word in wanted]
+    bounded = tuple(upper is not None for upper in uppers)
+
+    def clause(b: Binds) -> ColumnElement[bool]:
+        column, clauses, i = words.c.word, [], 0
+        for has_upper in bounded:
+            if has_upper:
+                hit = and_(column >= b[i], column < b[i + 1], column.like(b[i + 2], escape="\\"))
+                i += 3
+            else:
+                hit = column.like(b[i], escape="\\")
+                i += 1
+            clauses.append(model.pk.in_(select(words.c.record_pk).where(hit)))
+        return and_(*clauses)
 
     def row_score(row: Any) -> int | None:
         held = normalise_text(row.activity_description or "").split()
         return EXACT_SCORE if all(any(h.startswith(w) for h in held) for w in wanted) else None
 
-    return Predicate(clause=and_(*clauses), row_score=row_score)
+    return Predicate(
+        shape=("words", bounded),
+        values=tuple(chain.from_iterable(
+            (word, upper, _starts(word)) if upper else (_starts(word),) for word, upper in zip(wanted, uppers)
+        )),
+        clause=clause,
+        row_score=row_score,
+    )

@@ -1,13 +1,15 @@
 """What TECS and EID person records have in common: columns, search and conversion.
 
 Each source declares its own table (its own database) from these mixins; the adapter asks it
-with one short-lived session per call, so the adapters are safe to share between threads.
+on one pooled connection per call, so the adapters are safe to share between threads.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from datetime import date
+from enum import StrEnum
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from sqlalchemy import Column, Date, Engine, Index, Integer, MetaData, String, Table, Text, select, text
@@ -25,9 +27,10 @@ from ..domain import (
     SourceRecord,
     SourceSystem,
 )
-from .matching import combined_score, compile_query, select_matches, supported_fields
+from .matching import combined_score, compile_query, read_matches, supported_fields
 from .names import phonetic_key
 from .normalise import normalise_secondary_unit, normalise_street_name, normalise_text
+from .statements import Statements
 
 log = logging.getLogger(__name__)
 
@@ -138,19 +141,30 @@ def _split(value: str | None) -> list[str]:
     return [v for v in (value or "").split(",") if v]
 
 
+@lru_cache(maxsize=1024)  # a source holds few distinct values; converting each row's was a sizable cost
+def _member(kind: type[StrEnum], value: str) -> Any:
+    return kind(value)
+
+
+@lru_cache(maxsize=1024)
+def _members(kind: type[StrEnum], value: str | None) -> frozenset[Any]:
+    """The members named in a comma-separated column."""
+    return frozenset(kind(v) for v in _split(value))
+
+
 def to_source_record(row: Any, *, source: SourceSystem, owner: str, kind: str, score: int) -> SourceRecord:
-    """An ORM row -> the domain's SourceRecord (everything the source holds)."""
-    has_address = any(
-        getattr(row, name) is not None
-        for name in ("street_number", "street_name", "city", "state", "postal_code", "country", "phone")
+    """A row (columns by name: ORM instance or named tuple) -> the domain's SourceRecord (all the source holds)."""
+    has_address = not (
+        row.street_number is None and row.street_name is None and row.city is None and row.state is None
+        and row.postal_code is None and row.country is None and row.phone is None
     )
     return SourceRecord(
         source=source,
         record_id=row.record_id,
         owner=owner,
         kind=kind,
-        status=RecordStatus(row.status),
-        role=PersonRole(row.role),
+        status=_member(RecordStatus, row.status),
+        role=_member(PersonRole, row.role),
         person=PersonDetails(
             given_name=row.given_name,
             middle_name=row.middle_name,
@@ -185,8 +199,8 @@ def to_source_record(row: Any, *, source: SourceSystem, owner: str, kind: str, s
         incident=Incident(row.activity_number, row.activity_description, row.activity_date)
         if row.activity_number
         else None,
-        restrictions=frozenset(RestrictionCategory(v) for v in _split(row.restrictions)),
-        protected_classes=frozenset(ProtectedClass(v) for v in _split(row.protected_classes)),
+        restrictions=_members(RestrictionCategory, row.restrictions),
+        protected_classes=_members(ProtectedClass, row.protected_classes),
         narrative=row.narrative,
         photo_id=getattr(row, "photo_id", None),
         score=score,
@@ -211,7 +225,9 @@ class PersonRecordAdapter:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.ends_by_deadline = engine.dialect.name == "sqlite"  # its progress handler (sources/base.py)
+        self._sessions = sessionmaker(engine, expire_on_commit=False)  # fetch(): one row, rare
+        self._statements = Statements(engine)  # one table, one engine: its query shapes' SQL
         self.fields = supported_fields(self.schema)
 
     def kind_of(self, row: Any) -> str:  # pragma: no cover - overridden
@@ -221,18 +237,18 @@ class PersonRecordAdapter:
         """Records matching every criterion, best first, at most `limit`."""
         if limit <= 0:
             return []
-        with self._sessions() as session:
-            predicates = compile_query(session, self.schema, query)
+        with self._statements.reading() as read:
+            predicates = compile_query(read, self.schema, query)
             if predicates is None:
                 return []
-            rows = session.scalars(select_matches(self.schema, predicates, limit)).all()
-            found = []
-            for row in rows:
-                score = combined_score(predicates, row)
-                if score is None:  # SQL and Python disagree: trust the stricter
-                    log.warning("%s: a row the database matched failed the row check", self.system)
-                    continue
-                found.append(self._record(row, score))
+            rows = read_matches(read, self.schema, predicates, limit)
+        found = []
+        for row in rows:
+            score = combined_score(predicates, row)
+            if score is None:  # SQL and Python disagree: trust the stricter
+                log.warning("%s: a row the database matched failed the row check", self.system)
+                continue
+            found.append(self._record(row, score))
         found.sort(key=lambda r: -r.score)  # stable: ties keep the database's row order
         return found
 
