@@ -24,7 +24,7 @@ from collections import deque
 from concurrent.futures import Future, wait
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Collection, Generic, Sequence, TypeVar
 
 from .domain import Advisory, AdvisoryCategory, SourceStatus
 
@@ -111,11 +111,16 @@ class Federation:
         deadline_seconds: float,
         *,
         stated_seconds: float | None = None,
+        on_caller: Collection[str] = (),
     ) -> FanOutResult[T]:
         """Run every call in parallel; return at the latest `deadline_seconds` from now.
 
         `stated_seconds` is the deadline the advisories name (the requester's, of which the
-        fan-out may get a little less); default `deadline_seconds`.
+        fan-out may get a little less); default `deadline_seconds`. `on_caller` names sources
+        whose calls end by the deadline by themselves (a local SQLite source interrupts its own
+        query): one of them runs on the caller's thread, which would otherwise only wait, while
+        the others run on the pool. Two thread hand-offs fewer per request; an answer that
+        arrives after the deadline is still a `Timeout`.
         """
         started = time.monotonic()
         budget = max(deadline_seconds, 0.0)
@@ -123,7 +128,11 @@ class Federation:
         deadline_at = started + budget
         futures: dict[Future, str] = {}
         refused: dict[str, SourceStatus] = {}
+        inline: tuple[str, Callable[[], T]] | None = None
         for name, call in calls:
+            if inline is None and name in on_caller and self._admit(name):
+                inline = (name, call)
+                continue
             if not self._admit(name):
                 log.warning("source %s refused: %d calls to it outstanding", name, self.per_source_limit)
                 refused[name] = _failed(
@@ -142,7 +151,18 @@ class Federation:
                 continue
             future.add_done_callback(lambda _f, n=name: self._release(n))
             futures[future] = name
+        late_here: set[Future] = set()
+        if inline is not None:
+            name, call = inline
+            future = Future()
+            future.set_running_or_notify_cancel()
+            _execute(future, _run_source_call, (call, deadline_at))
+            self._release(name)
+            futures[future] = name
+            if time.monotonic() > deadline_at:
+                late_here.add(future)
         _done, late = wait(futures, timeout=max(deadline_at - time.monotonic(), 0.0))
+        late |= late_here
         by_name: dict[str, SourceStatus] = dict(refused)
         results: list[tuple[str, Any]] = []
         for future, name in futures.items():

@@ -130,6 +130,7 @@ class SearchRetrieveService:
             [(a.system.value, partial(a.search, query, limit)) for a in self.hub.adapters],
             deadline - response_reserve(deadline),
             stated_seconds=deadline,
+            on_caller={a.system.value for a in self.hub.adapters if a.ends_by_deadline},
         )
         metrics.observe_sources(fanned.statuses)
         found = [record for _, records in fanned.results for record in records]

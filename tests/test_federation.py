@@ -109,6 +109,38 @@ def test_every_call_sees_the_remaining_deadline(federation):
     assert 0.8 < left <= 1.0
 
 
+def test_a_source_named_on_caller_runs_on_the_callers_thread_the_others_in_parallel(federation):
+    caller = threading.get_ident()
+
+    def thread_after(seconds: float):
+        def call():
+            time.sleep(seconds)
+            return threading.get_ident() == caller
+        return call
+
+    started = time.monotonic()
+    result = federation.fan_out([("TECS", thread_after(0.3)), ("EID", thread_after(0.3)), ("X", thread_after(0.3))],
+                                5, on_caller={"EID", "X"})
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.3 * 2, elapsed  # still in parallel
+    assert result.results == (("TECS", False), ("EID", True), ("X", False))  # one on the caller's thread
+    assert all(s.ok for s in result.statuses)
+    assert federation.in_flight() == {}
+
+
+def test_a_source_on_the_callers_thread_keeps_the_deadline_and_its_failures(federation):
+    result = federation.fan_out([("TECS", sleeper(0.05, "t")), ("EID", sleeper(0.5, "e"))], 0.2,
+                                stated_seconds=0.3, on_caller={"EID"})
+    assert result.results == (("TECS", "t"),)  # EID answered after the deadline: not used
+    assert [(a.category, a.text) for a in result.advisories] == [
+        (AdvisoryCategory.TIMEOUT, "Source system EID did not answer within 0.3 s.")]
+    failed = federation.fan_out([("TECS", failing(ConnectionRefusedError("down")))], 1, on_caller={"TECS"})
+    assert [a.category for a in failed.advisories] == [AdvisoryCategory.NETWORK_FAILURE]
+    assert (federation.fan_out([("TECS", remaining_seconds)], 1.0, on_caller={"TECS"}).results[0][1] or 0) > 0.8
+    assert remaining_seconds() is None  # the caller's own context is left as it was
+    assert federation.in_flight() == {}
+
+
 def test_a_hung_source_gets_its_share_of_threads_never_the_pool():
     """Calls to a source that never answers pile up only to the per-source limit; beyond it the
     source is refused at once, and the other sources keep their threads."""

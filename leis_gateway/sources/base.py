@@ -28,6 +28,9 @@ class SourceAdapter(Protocol):
 
     system: SourceSystem
     owner: str  # the data owner: "CBP", "ICE"
+    # Every call ends by the fan-out's deadline on its own (a local SQLite source interrupts its
+    # query), so the fan-out may run it on the request's own thread (federation `on_caller`).
+    ends_by_deadline: bool
 
     def search(self, query: Query, limit: int) -> list[SourceRecord]:
         """Records matching every criterion, `score` 0-100, best first, at most `limit`."""

@@ -222,6 +222,7 @@ class RemoteAdapter:
     def __init__(self, client: PrimeHubClient, system: SourceSystem, owner: str | None = None) -> None:
         self.client = client
         self.system = system
+        self.ends_by_deadline = False  # an HTTP answer may trickle in past its timeouts
         self.owner = owner or OWNERS[system]
 
     def search(self, query: Query, limit: int) -> list[SourceRecord]:
