@@ -28,10 +28,12 @@ Choices worth knowing (all schema-valid, see `tests/test_lexs_build.py`):
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -173,13 +175,17 @@ def next_sequence() -> int:
 
 def _el(parent: etree._Element | None, ns: str, local: str, text: object | None = None,
         **attrs: str) -> etree._Element:
-    tag = qname(ns, local)
-    node = etree.Element(tag, nsmap=NSMAP) if parent is None else etree.SubElement(parent, tag)
+    tag = f"{{{ns}}}{local}"  # qname(), inlined: a response builds a few hundred elements
+    node = etree.Element(tag, nsmap=NSMAP) if parent is None else _sub_element(parent, tag)
     if text is not None:
-        node.text = _text(text)
-    for key, value in attrs.items():
-        node.set(qname(S, key), value)
+        node.text = text if text.__class__ is str else _text(text)
+    if attrs:
+        for key, value in attrs.items():
+            node.set(qname(S, key), value)
     return node
+
+
+_sub_element = etree.SubElement
 
 
 def _text(value: object) -> str:
@@ -188,6 +194,20 @@ def _text(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
+
+
+def _append_copy(parent: etree._Element, template: etree._Element) -> None:
+    parent.append(copy.deepcopy(template))
+
+
+def _template(build: Callable[[etree._Element], None]) -> etree._Element:
+    """A fixed subtree, built once (inside a root that declares NSMAP, so copies carry no
+    namespace declarations of their own) and copied into every message that needs it: most of
+    a package's elements are the same contacts and owner statements every time."""
+    holder = etree.Element(qname(LEXS, "Template"), nsmap=NSMAP)
+    build(holder)
+    (node,) = holder
+    return node
 
 
 def _sequence_number(header: MessageHeader | None) -> int:
@@ -217,6 +237,15 @@ def _telephone(parent: etree._Element, local: str, number: str) -> None:
 def _contact(parent: etree._Element, local: str, gateway: GatewayIdentity, *,
              deconfliction: bool = False) -> None:
     """A `DataContactType`: the LESC, reachable by telephone."""
+    _append_copy(parent, _contact_template(local, gateway, deconfliction))
+
+
+@functools.lru_cache(maxsize=64)
+def _contact_template(local: str, gateway: GatewayIdentity, deconfliction: bool) -> etree._Element:
+    return _template(lambda holder: _build_contact(holder, local, gateway, deconfliction))
+
+
+def _build_contact(parent: etree._Element, local: str, gateway: GatewayIdentity, deconfliction: bool) -> None:
     contact = _el(parent, LEXS, local)
     _el(contact, NC, "PersonSurName", gateway.contact_name)
     _el(contact, NC, "PersonFullName", f"{gateway.contact_name} (LESC)")
@@ -244,14 +273,21 @@ def _message_metadata(message: etree._Element, gateway: GatewayIdentity,
     _el(meta, LEXS, "MessageDateTime", stamp.isoformat() + "Z")
     _el(meta, LEXS, "MessageSequenceNumber", next_sequence() if sequence is None else sequence)
     _el(meta, LEXS, "DataSensitivity", gateway.data_sensitivity)
-    origin = _el(meta, LEXS, "MessageOriginMetadata")
-    _system_identifier(origin, "SystemIdentifier", gateway.organization, gateway.system_id, gateway.ori)
-    _contact(origin, "SystemContact", gateway)
+    _append_copy(meta, _origin_template(gateway))
     if in_response_to is not None and in_response_to.origin_organization and in_response_to.origin_system:
         _system_identifier(meta, "MessageDestinationIdentifier", in_response_to.origin_organization,
                            in_response_to.origin_system, in_response_to.origin_ori)
     else:  # the requester could not be read; the element is mandatory
         _system_identifier(meta, "MessageDestinationIdentifier", "Unknown", "Unknown", None)
+
+
+@functools.lru_cache(maxsize=16)
+def _origin_template(gateway: GatewayIdentity) -> etree._Element:
+    def build(holder: etree._Element) -> None:
+        origin = _el(holder, LEXS, "MessageOriginMetadata")
+        _system_identifier(origin, "SystemIdentifier", gateway.organization, gateway.system_id, gateway.ori)
+        _contact(origin, "SystemContact", gateway)
+    return _template(build)
 
 
 def _advisory_category(category: AdvisoryCategory, result: ResultCode) -> str:
@@ -284,10 +320,17 @@ def _start(local: str, gateway: GatewayIdentity, result: ResultCode, advisories:
 
 def _owner_metadata(parent: etree._Element, gateway: GatewayIdentity, owner_code: str,
                     system: str) -> None:
-    owner = gateway.owner(owner_code)
-    meta = _el(parent, LEXS, "DataOwnerMetadata")
-    _system_identifier(meta, "DataOwnerIdentifier", owner.name, system, owner.ori)
-    _contact(meta, "DataOwnerContact", gateway)
+    _append_copy(parent, _owner_template(gateway, owner_code, system))
+
+
+@functools.lru_cache(maxsize=64)
+def _owner_template(gateway: GatewayIdentity, owner_code: str, system: str) -> etree._Element:
+    def build(holder: etree._Element) -> None:
+        owner = gateway.owner(owner_code)
+        meta = _el(holder, LEXS, "DataOwnerMetadata")
+        _system_identifier(meta, "DataOwnerIdentifier", owner.name, system, owner.ori)
+        _contact(meta, "DataOwnerContact", gateway)
+    return _template(build)
 
 
 # --- the digest -------------------------------------------------------------------------------
@@ -399,6 +442,15 @@ def _format_phone(digits: str) -> str:
     return digits
 
 
+@functools.lru_cache(maxsize=1)
+def _dissemination_template() -> etree._Element:
+    def build(holder: etree._Element) -> None:
+        criteria = _el(holder, LEXS, "DisseminationCriteriaValue")
+        _el(criteria, LEXS, "DisseminationCriteriaDomainText", "DHS")
+        _el(criteria, LEXS, "DisseminationCriteriaText", DISSEMINATION_TEXT)
+    return _template(build)
+
+
 def _package_body(package: etree._Element, record: ReleasedRecord, gateway: GatewayIdentity,
                   index: int) -> None:
     """PackageMetadata, Digest and AttachmentLink: identical for search and data item packages."""
@@ -409,9 +461,7 @@ def _package_body(package: etree._Element, record: ReleasedRecord, gateway: Gate
     _el(meta, LEXS, "DataItemReferenceID", record.item_id)
     _el(meta, LEXS, "DataItemStatus", "Valid")
     _owner_metadata(meta, gateway, record.owner, record.source.value)
-    criteria = _el(meta, LEXS, "DisseminationCriteriaValue")
-    _el(criteria, LEXS, "DisseminationCriteriaDomainText", "DHS")
-    _el(criteria, LEXS, "DisseminationCriteriaText", DISSEMINATION_TEXT)
+    _append_copy(meta, _dissemination_template())
     category = _el(meta, LEXS, "DataItemCategory")
     _el(category, LEXS, "DataItemCategoryText", f"{record.source.value} Person Record")
     _domain_attribute(meta, "MatchScore", str(max(0, min(100, record.score))))
