@@ -66,19 +66,20 @@ class EchoEdge(Edge):
     def received(self, exchange: Exchange) -> None:
         return None
 
-    def respond(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes:
-        return self._sign(body)
+    def respond(self, exchange: Exchange, envelope: bytes | etree._Element, is_fault: bool) -> bytes:
+        return self._sign(envelope)
 
 
 def echo_app(environ: dict, start_response):
-    """The request's SR wrapper (already parsed by the guard), echoed in an unsigned envelope."""
+    """The request's SR wrapper (already parsed by the guard), echoed in an unsigned envelope left
+    on the exchange for the edge to sign, as the SOAP layer leaves its answers (soap/application.py)."""
     exchange: Exchange = environ[ENVIRON_EXCHANGE]
     envelope = etree.Element(f"{{{SOAP}}}Envelope", nsmap={"soap": SOAP})
     body = etree.SubElement(envelope, f"{{{SOAP}}}Body")
     body.append(exchange.envelope.request)  # moved, not copied: the request tree is not used again
-    data = etree.tostring(envelope)
-    start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(data)))])
-    return [data]
+    exchange.response = envelope
+    start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8")])
+    return [b""]
 
 
 def create_echo(settings: Settings) -> Guard:

@@ -18,6 +18,8 @@ from typing import Callable, Iterable, Mapping, Protocol
 from ..observability import exchange_scope
 from ..soap import faults
 from ..soap.faults import SoapFault, fault_envelope
+from lxml import etree
+
 from .xmlsafety import InboundEnvelope, parse_envelope
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ class Exchange:
     operation: str | None = None
     notes: dict[str, object] = field(default_factory=dict)  # facts for the audit, never values
     received: bool = False  # the inbound message has been handed to `hooks.received`
+    # The answer envelope as the inner application built it, when it leaves one here: the edge
+    # signs it as it is instead of parsing the serialised bytes again.
+    response: etree._Element | None = None
 
 
 class ExchangeHooks(Protocol):
@@ -52,14 +57,15 @@ class ExchangeHooks(Protocol):
 
     `received`: the raw message was read (audit it: fail closed); `admit`: the envelope parsed and
     the caller is known (verify the signature, refuse replays); `respond`: returns the bytes to
-    send (sign them, audit them: fail closed). Each may raise `SoapFault` to refuse.
+    send for the answer envelope, serialised or as an element (sign it, audit it: fail closed).
+    Each may raise `SoapFault` to refuse.
     """
 
     def received(self, exchange: Exchange) -> None: ...
 
     def admit(self, exchange: Exchange) -> None: ...
 
-    def respond(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes: ...
+    def respond(self, exchange: Exchange, envelope: bytes | etree._Element, is_fault: bool) -> bytes: ...
 
 
 class NoHooks:
@@ -69,8 +75,9 @@ class NoHooks:
     def admit(self, exchange: Exchange) -> None:
         return None
 
-    def respond(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes:
-        return body
+    def respond(self, exchange: Exchange, envelope: bytes | etree._Element, is_fault: bool) -> bytes:
+        return envelope if isinstance(envelope, bytes) else etree.tostring(envelope, xml_declaration=True,
+                                                                            encoding="UTF-8")
 
 
 ENVIRON_EXCHANGE = "leis.exchange"
@@ -163,7 +170,7 @@ class Guard:
         status = str(captured.get("status", "500 Internal Server Error"))
         is_fault = not status.startswith("200")
         try:
-            body = self.hooks.respond(exchange, body, is_fault)
+            body = self.hooks.respond(exchange, body if exchange.response is None else exchange.response, is_fault)
         except SoapFault as fault:
             exchange.notes["fault"] = fault.code  # what was answered instead (metrics)
             return self._fault(start_response, fault, exchange, audit=False)

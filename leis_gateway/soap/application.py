@@ -41,12 +41,35 @@ def _service(handler: OperationHandler) -> type[ServiceBase]:
     return type("LexsSearchRetrieveService", (ServiceBase,), members)
 
 
+class GuardedSoap11(Soap11):
+    """SOAP 1.1 between the guard and the edge, without parsing or serialising twice.
+
+    In: the envelope the guard parsed, checked and verified is the one read (never resolving
+    SOAP-encoding `href`s in it: what was verified is what is answered). Out: the answer envelope
+    is left on the exchange for the edge to sign as an element. Outside the guard (no exchange in
+    the environ) it is plain `Soap11`.
+    """
+
+    def create_in_document(self, ctx, charset=None):
+        exchange: Exchange | None = ctx.transport.req_env.get(ENVIRON_EXCHANGE)
+        if exchange is None or exchange.envelope is None:
+            return super().create_in_document(ctx, charset)
+        ctx.in_document = (exchange.envelope.root, {})
+
+    def create_out_string(self, ctx, charset=None):
+        exchange: Exchange | None = ctx.transport.req_env.get(ENVIRON_EXCHANGE)
+        if exchange is None:
+            return super().create_out_string(ctx, charset)
+        exchange.response = ctx.out_document
+        ctx.out_string = [b""]
+
+
 def soap_application(handler: OperationHandler) -> WsgiApplication:
     application = Application(
         [_service(handler)],
         tns=SR,
         name="LEXSSearchRetrieveService",
-        in_protocol=Soap11(validator=None),
-        out_protocol=Soap11(),
+        in_protocol=GuardedSoap11(validator=None),
+        out_protocol=GuardedSoap11(),
     )
     return WsgiApplication(application)

@@ -291,10 +291,11 @@ class PartnerSimulator:
             node.text = f"Law enforcement use only; no further release without the consent of {self.identity.organization}."
         return message
 
-    def _sign(self, body: bytes, is_fault: bool) -> bytes:
+    def _sign(self, envelope: bytes | etree._Element, is_fault: bool) -> bytes:
         if self.misbehave == "hang":
             self._stopping.wait(self.hang_seconds)
-        envelope = etree.fromstring(body)
+        if isinstance(envelope, bytes):
+            envelope = etree.fromstring(envelope)
         message = envelope.find(".//{http://usdoj.gov/leisp/lexs/3.1}SRMessageMetadata")
         if self.misbehave == "invalid" and message is not None:
             message.getparent().insert(0, etree.Element(qname(LEXS, "NotInTheSchema")))
@@ -320,8 +321,8 @@ class _Hooks:
         except WsSecurityError:
             raise SoapFault("BadSignature", "The message is not signed by the DHS gateway.") from None
 
-    def respond(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes:
-        return self.simulator._sign(body, is_fault)
+    def respond(self, exchange: Exchange, envelope: bytes | etree._Element, is_fault: bool) -> bytes:
+        return self.simulator._sign(envelope, is_fault)
 
 
 # --- matching ------------------------------------------------------------------------------------
