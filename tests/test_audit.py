@@ -461,6 +461,42 @@ def test_replay_cache_concurrent_exactly_one_winner(store: Store, audit: AuditLo
     assert sorted(results) == [False] * 15 + [True]
 
 
+# --- one transaction for several rows (guard/edge.py's order) ------------------------------
+
+
+def test_record_inbound_stores_the_row_and_remembers_the_key_in_one_transaction(store: Store, audit: AuditLog) -> None:
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    assert audit.record_inbound(inbound(1), b"first", "sig:one", soon) is True
+    assert audit.remember_once("sig:one", soon) is False  # the key is the replay cache's
+    # a replay is refused, and its arrival is audited all the same
+    assert audit.record_inbound(inbound(2), b"again", "sig:one", soon) is False
+    rows = audit.search(AuditFilter())
+    assert [(r.correlation_id, r.direction) for r in rows] == [("corr-1", "inbound"), ("corr-2", "inbound")]
+    assert store.open().record_inbound(inbound(3), b"elsewhere", "sig:one", soon) is False  # across processes
+    # nothing of a write that fails is kept: neither the row nor the key
+    with pytest.raises(ValueError):
+        audit.record_inbound(inbound(4, at=datetime(2025, 1, 1)), b"naive time", "sig:four", soon)
+    assert audit.remember_once("sig:four", soon) is True
+    assert len(audit.search(AuditFilter())) == 3 and audit.verify().ok
+
+
+def test_record_with_its_pending_inbound_row_writes_both_in_order(store: Store, audit: AuditLog) -> None:
+    disclosed = (Disclosure("TECS", "T-1", ("PersonSurName",)),)
+    out_id = audit.record(outbound(1, result_code="Fault:BadSignature"), b"<fault/>", disclosed,
+                          inbound=(inbound(1), b"<request/>"))
+    rows = audit.search(AuditFilter())
+    assert [(r.id, r.direction) for r in rows] == [(out_id - 1, "inbound"), (out_id, "outbound")]
+    assert rows[1].disclosures == (Disclosure("TECS", "T-1", ("PersonSurName",)),)
+    assert audit.show(rows[0].id, "auditor", "test") == b"<request/>"
+    # one transaction: when the answer's row cannot be written, neither is the request's
+    with pytest.raises(ValueError):
+        audit.record(outbound(2, at=datetime(2025, 1, 1)), b"x", inbound=(inbound(2), b"y"))
+    with pytest.raises(ValueError):
+        audit.record(outbound(3), b"x", inbound=(AuditEntry(Direction.REVIEW, "audit.show"), b"y"))
+    assert [r.correlation_id for r in audit.search(AuditFilter(direction="inbound"))] == ["corr-1"]
+    assert audit.verify().ok
+
+
 # --- fail closed -------------------------------------------------------------------------
 
 

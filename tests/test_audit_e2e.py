@@ -444,6 +444,30 @@ def served(home: Path, audit_url: str, log_path: Path) -> Iterator[tuple[subproc
         proc.wait(timeout=30)
 
 
+def stop_mid_exchange(proc: subprocess.Popen, store: Store, answered: Callable[[], set[str]]) -> None:
+    """SIGSTOP the server at a moment when an exchange has arrived (its inbound row is committed)
+    and is not answered; otherwise let it run a little and look again.
+
+    Why: the inbound row is written once the signature is verified, and the clients spend much of
+    their time signing; a SIGKILL at a random moment caught no such exchange in about one run in
+    ten. Stopped, the server can answer no more: what it is in the middle of is what SIGKILL cuts.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(0.2)  # answers already sent reach their clients
+        with store.raw.connect() as conn:
+            arrived = {cid for (cid,) in conn.exec_driver_sql(
+                "SELECT correlation_id FROM audit_message WHERE direction = 'inbound'")}
+        pending = arrived - answered()
+        time.sleep(0.2)  # still unanswered a while later: no answer of it is on its way
+        if pending - answered():
+            return
+        assert time.monotonic() < deadline, "no exchange was ever caught between its arrival and its answer"
+        os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(0.01)
+
+
 def test_sigkill_mid_load_loses_no_row_of_an_answered_exchange(home: Path, store: Store, tmp_path: Path) -> None:
     answered: list[Sent] = []
     lock = threading.Lock()
@@ -463,6 +487,10 @@ def test_sigkill_mid_load_loses_no_row_of_an_answered_exchange(home: Path, store
                     answered.append(sent)
                 i += CLIENTS
 
+        def answered_so_far() -> set[str]:
+            with lock:
+                return {s.correlation_id for s in answered}
+
         threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
         for t in threads:
             t.start()
@@ -470,7 +498,8 @@ def test_sigkill_mid_load_loses_no_row_of_an_answered_exchange(home: Path, store
             deadline = time.monotonic() + 60
             while len(answered) < 40 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            os.kill(proc.pid, signal.SIGKILL)  # mid-load: six clients are in flight right now
+            stop_mid_exchange(proc, store, answered_so_far)
+            os.kill(proc.pid, signal.SIGKILL)  # mid-load: six clients in flight, one exchange past its inbound row
             proc.wait(timeout=30)
         finally:
             stop.set()

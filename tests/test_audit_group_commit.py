@@ -77,11 +77,13 @@ def test_replays_within_one_batch_have_one_winner(tmp_path: Path) -> None:
 
 def test_a_failing_job_fails_alone_and_nothing_is_answered_before_the_commit() -> None:
     commits: list[list[str]] = []
+    writing = threading.Event()
     release = threading.Event()
 
     @contextmanager
     def write(durable: bool):
         done: list[str] = []
+        writing.set()
         release.wait(5)  # hold the first batch until the others are queued behind it
         yield done
         if "boom" in done:
@@ -103,10 +105,10 @@ def test_a_failing_job_fails_alone_and_nothing_is_answered_before_the_commit() -
 
     threads = [threading.Thread(target=job, args=(name,)) for name in ("first", "a", "boom", "b")]
     threads[0].start()
-    assert _eventually(lambda: group._thread is not None)  # the first job is being written
+    assert writing.wait(5)  # the first job is being written, by its own caller (it leads)
     for t in threads[1:]:
         t.start()
-    assert _eventually(lambda: group._queue.qsize() == 3)  # the others wait behind it
+    assert _eventually(lambda: len(group._queue) == 3)  # the others wait behind it
     assert outcomes == {}  # nobody is answered while their commit is pending
     release.set()
     for t in threads:
@@ -124,3 +126,18 @@ def test_errors_that_are_not_the_stores_keep_their_type(tmp_path: Path) -> None:
         assert log.record(AuditEntry(Direction.INBOUND, "x"), b"") == 1
     finally:
         log.close()
+
+
+def test_a_lone_caller_commits_on_its_own_thread() -> None:
+    """No writer thread: nothing to hand the work to and back (two GIL hand-offs per write)."""
+    threads: list[threading.Thread] = []
+
+    @contextmanager
+    def write(durable: bool):
+        threads.append(threading.current_thread())
+        yield None
+
+    group = _GroupCommit(write)
+    assert group.run(lambda cursor: "committed", durable=False) == "committed"
+    assert group.run(lambda cursor: "again", durable=True) == "again"
+    assert threads == [threading.current_thread()] * 2

@@ -2,7 +2,8 @@
 
 Fail closed: every database problem surfaces as `AuditUnavailable`, and the gateway must
 not serve a transaction it could not audit. The engine is created once per `AuditLog`;
-each public method is one unit of work with its own session and transaction.
+each public method is one unit of work in one transaction (the per-message writes: one job of a
+group commit, `_GroupCommit`).
 """
 from __future__ import annotations
 
@@ -11,26 +12,35 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Dialect, Engine, Executable, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.pool import PoolProxiedConnection
 
 from . import chain
 from .crypto import Sealer
 from .models import GENESIS_HASH, AuditChainHead, AuditDisclosure, AuditMessage, AuditReplay
-from .store import DEFERRED_SYNC, SQLITE_BUSY_TIMEOUT_S, WRITE, create_audit_engine, migrate, prepare_sqlite_file, sqlite_path
+from .store import (
+    SQLITE_BUSY_TIMEOUT_S,
+    WRITE,
+    begin_sqlite_write,
+    create_audit_engine,
+    migrate,
+    prepare_sqlite_file,
+    sqlite_path,
+)
 from .types import (
     AuditEntry,
     AuditFilter,
@@ -50,16 +60,76 @@ _LIMITS = {
     "source_system": 32, "source_record_id": 256,
 }
 _REPLAY_PURGE_EVERY_S = 60.0
+_HELD_IDLE_S = 1.0
 _VERIFY_BATCH = 1000
 
+Cursor = Any  # a DBAPI cursor inside an audit write transaction
+
 _HEAD = AuditChainHead.__table__
-_HEAD_FOR_UPDATE = select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
-_UPDATE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(
-    last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
-_INSERT_MESSAGE = insert(AuditMessage.__table__)
-_INSERT_DISCLOSURE = insert(AuditDisclosure.__table__)
-_DELETE_EXPIRED_KEY = delete(AuditReplay).where(
-    AuditReplay.key_hash == bindparam("key_hash"), AuditReplay.expires <= bindparam("now"))
+_REPLAY = AuditReplay.__table__
+_DISCLOSURE_COLUMNS = [c.key for c in AuditDisclosure.__table__.columns if c.key != "id"]
+_NO_VALUES: Mapping[str, Any] = {}
+
+
+class _Statement:
+    """A fixed statement compiled once for the engine's dialect and run on the DBAPI cursor, with
+    the values SQLAlchemy would bind (each column type's bind processor applied).
+
+    Why: SQLAlchemy's per-execute work (contexts, events, result set-up) cost more CPU than the
+    database itself, three to four times per row (docs/performance.md, "Throughput").
+    """
+
+    def __init__(self, statement: Executable, dialect: Dialect, columns: Sequence[str] | None = None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=columns)
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        names = compiled.positiontup if compiled.positional else list(binds)
+        self.sql = compiled.string
+        self._names = tuple(names or ())
+        self._named = not compiled.positional
+        self._fixed = {name: binds[name].value for name in self._names if not binds[name].required}
+        processors = [binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self._names]
+        self._processors = [(i, process) for i, process in enumerate(processors) if process is not None]
+        self._constant: Sequence[Any] | dict[str, Any] | None = None
+        if len(self._fixed) == len(self._names):  # nothing to bind per call (the chain head's SELECT)
+            self._constant = self.params({})
+
+    def params(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        if self._constant is not None:
+            return self._constant
+        if self._fixed:
+            values = {**values, **self._fixed}
+        bound = [values[name] for name in self._names]
+        for i, process in self._processors:
+            bound[i] = process(bound[i])
+        return dict(zip(self._names, bound)) if self._named else bound
+
+    def run(self, cursor: Cursor, values: Mapping[str, Any] = _NO_VALUES) -> Cursor:
+        cursor.execute(self.sql, self.params(values))
+        return cursor
+
+    def run_many(self, cursor: Cursor, rows: Sequence[Mapping[str, Any]]) -> None:
+        cursor.executemany(self.sql, [self.params(row) for row in rows])
+
+
+class _Statements:
+    """The per-message statements of one engine: the chain append and the replay key."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        on_conflict = pg_insert if dialect.name == "postgresql" else sqlite_insert
+        remember = on_conflict(_REPLAY)
+        self.head = _Statement(select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update(),
+                               dialect)
+        self.update_head = _Statement(update(_HEAD).where(_HEAD.c.id == 1).values(
+            last_id=bindparam("last_id", type_=_HEAD.c.last_id.type),
+            last_hash=bindparam("last_hash", type_=_HEAD.c.last_hash.type)), dialect)
+        self.message = _Statement(insert(AuditMessage.__table__), dialect)
+        self.disclosure = _Statement(insert(AuditDisclosure.__table__), dialect, _DISCLOSURE_COLUMNS)
+        # one statement for "first time, or expired": a live key is left alone and returns no row
+        self.remember = _Statement(remember.on_conflict_do_update(
+            index_elements=[_REPLAY.c.key_hash], set_={"expires": remember.excluded.expires},
+            where=_REPLAY.c.expires <= bindparam("now", type_=_REPLAY.c.expires.type),
+        ).returning(_REPLAY.c.key_hash), dialect, ["key_hash", "expires"])
+        self.purge_replays = _Statement(delete(_REPLAY).where(_REPLAY.c.expires <= bindparam("now")), dialect)
 
 
 class _Writers:
@@ -112,9 +182,11 @@ class _Writers:
 
 @dataclass(eq=False)
 class _Job:
-    work: Callable[[Connection], Any]
+    work: Callable[[Any], Any]
     durable: bool
-    done: threading.Event = field(default_factory=threading.Event)
+    woken: threading.Event | None = None  # a follower's: its outcome is in, or it is to lead
+    done: bool = False
+    committed: bool = False
     result: Any = None
     error: BaseException | None = None
 
@@ -122,85 +194,110 @@ class _Job:
 class _GroupCommit:
     """The per-message writes of one process, committed together (a group commit).
 
-    Callers queue a unit of work and wait for its commit; one writer thread (started on demand,
-    gone after `IDLE_EXIT_S` without work) takes everything queued, runs it in *one* transaction,
-    and wakes each caller with its own result, or with the error that stopped the commit: nothing
-    is answered before its row is committed, exactly as with a transaction per message (fail
-    closed). If a batch of several fails, each of its jobs is tried again alone, so that a job
-    gets its own outcome. Why: under load every transaction was a turn at the writers' lock held
-    across several SQLite calls, each giving the GIL away and waiting to get it back; the turns,
-    not the work, were the limit (docs/performance.md, "Throughput").
+    Callers queue a unit of work and wait for its commit. The caller that finds nobody committing
+    leads: it takes what is queued (its own job first), runs it in *one* transaction, gives each
+    job its own result, or the error that stopped the commit, then hands the lead to the first job
+    queued meanwhile. Nothing is answered before its row is committed, exactly as with a
+    transaction per message (fail closed). If a batch of several fails, each of its jobs is tried
+    again alone, so that a job gets its own outcome.
+
+    Why: under load every transaction was a turn at the writers' lock held across several SQLite
+    calls, each giving the GIL away and waiting to get it back; the turns, not the work, were the
+    limit (docs/performance.md, "Throughput"). Why on the callers' threads and not a writer
+    thread's: that thread cost two hand-offs of the GIL per write; a lone caller now commits
+    without any, and a waiting one is woken once.
     """
 
     MAX_BATCH = 64
-    IDLE_EXIT_S = 1.0
 
-    def __init__(self, write: Callable[[bool], ContextManager[Connection]]) -> None:
+    def __init__(self, write: Callable[[bool], ContextManager[Any]]) -> None:
         self._write = write
-        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid: int | None = None
+        self._forked()
+        _GROUPS.add(self)
 
-    def run(self, work: Callable[[Connection], Any], durable: bool) -> Any:
+    def _forked(self) -> None:
+        """A fresh state (also in a forked child: the parent's queue and leader are not its own)."""
+        self._lock = threading.Lock()
+        self._queue: list[_Job] = []
+        self._leading = False
+
+    def run(self, work: Callable[[Any], Any], durable: bool) -> Any:
         job = _Job(work, durable)
         with self._lock:
-            self._queue.put(job)
-            if self._thread is None or self._pid != os.getpid():  # none yet, gone idle, or forked
-                self._thread = threading.Thread(target=self._loop, name="audit-writer", daemon=True)
-                self._pid = os.getpid()
-                self._thread.start()
-        job.done.wait()
+            self._queue.append(job)
+            if self._leading:
+                job.woken = threading.Event()
+            self._leading = True
+        if job.woken is not None:
+            job.woken.wait()
+        if not job.done:  # nobody was committing, or the lead was handed over: commit what is queued
+            self._lead()
         if job.error is not None:
             raise job.error
         return job.result
 
-    def _loop(self) -> None:
-        while True:
-            try:
-                first = self._queue.get(timeout=self.IDLE_EXIT_S)
-            except queue.Empty:
-                with self._lock:  # a caller queues under this lock: none is left waiting
-                    if self._queue.empty():
-                        self._thread = None
-                        return
-                continue
-            batch = [first]
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._commit(batch)
-            except BaseException as exc:  # noqa: BLE001 - handed to the callers, never lost
-                if len(batch) == 1:
-                    batch[0].error = exc
-                else:
-                    for job in batch:
-                        try:
-                            self._commit([job])
-                        except BaseException as alone:  # noqa: BLE001
-                            job.error = alone
+    def _lead(self) -> None:
+        with self._lock:
+            batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]
+        try:
+            self._commit(batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to the callers, never lost
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:
+                for job in batch:
+                    try:
+                        self._commit([job])
+                    except BaseException as alone:  # noqa: BLE001
+                        job.error = alone
+        finally:
+            with self._lock:
+                successor = self._queue[0] if self._queue else None
+                self._leading = successor is not None
             for job in batch:
-                job.done.set()
+                if not job.committed and job.error is None:  # interrupted: never answered as written
+                    job.error = AuditUnavailable("the audit write was interrupted")
+                job.done = True
+                _wake(job)
+            if successor is not None:
+                _wake(successor)
 
     def _commit(self, batch: list[_Job]) -> None:
-        with self._write(any(job.durable for job in batch)) as conn:
+        with self._write(any(job.durable for job in batch)) as cursor:
             for job in batch:
-                job.result = job.work(conn)
+                job.result = job.work(cursor)
+        for job in batch:
+            job.committed = True
+
+
+def _wake(job: _Job) -> None:
+    if job.woken is not None:  # a follower (a leader's own job is in its own hands)
+        job.woken.set()
+
+
+_GROUPS: weakref.WeakSet[_GroupCommit] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for group in list(_GROUPS):
+        group._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _clip(field: str, value: object) -> str | None:
     """Oversized identifiers from a hostile request must not make the audit write fail."""
     if value is None:
         return None
-    s = str(value)
+    s = value if type(value) is str else str(value)
     limit = _LIMITS[field]
     return s if len(s) <= limit else s[: limit - 1] + "~"
 
 
 def _join(field: str, values: Sequence[object]) -> str | None:
+    if not values:
+        return None
     items = list(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
     return _clip(field, ",".join(items)) if items else None
 
@@ -217,6 +314,13 @@ def _utc(value: datetime) -> datetime:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _message(entry: AuditEntry, raw: bytes) -> tuple[AuditEntry, bytes]:
+    """A message as `record` stores it: inbound or outbound (review/admin rows are the log's own)."""
+    if Direction(entry.direction) not in (Direction.INBOUND, Direction.OUTBOUND):
+        raise ValueError("record() takes inbound/outbound messages; review/admin rows are written by the log")
+    return entry, bytes(raw)
 
 
 def _disclosure_triples(disclosures: Sequence[AuditDisclosure]) -> list[tuple[str, str, str]]:
@@ -242,16 +346,19 @@ class AuditLog:
     def __init__(self, engine: Engine, sealer: Sealer, *, sqlite_file: Path | None = None) -> None:
         self._engine = engine
         self._write_engine = engine.execution_options(**WRITE)
-        self._deferred_engine = engine.execution_options(**DEFERRED_SYNC)
         self._sealer = sealer
         self._sqlite_file = sqlite_file
         self._replay_lock = threading.Lock()
         self._replay_purged_at = 0.0
         self._writers = _Writers(sqlite_file)
         self._group = _GroupCommit(self._write)
-        replay_insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-        self._insert_replay = (replay_insert(AuditReplay).on_conflict_do_nothing(index_elements=["key_hash"])
-                               .returning(AuditReplay.key_hash))
+        self._sql = _Statements(engine.dialect)
+        self._held: PoolProxiedConnection | None = None  # see `_writer_connection`
+        self._held_pid: int | None = None
+        self._held_at = 0.0
+        # the statements run on the DBAPI cursor: its errors are the store's too
+        self._store_errors: tuple[type[BaseException], ...] = (
+            SQLAlchemyError, OSError, engine.dialect.loaded_dbapi.Error)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -286,6 +393,9 @@ class AuditLog:
         return cls(engine, sealer, sqlite_file=path)
 
     def close(self) -> None:
+        if self._held is not None and self._held_pid == os.getpid():
+            self._held.close()
+        self._held = None
         self._engine.dispose()
         self._writers.close()
 
@@ -313,39 +423,81 @@ class AuditLog:
                         yield session
                         if write:
                             self._check_sqlite_file(session.connection())
-        except (SQLAlchemyError, OSError) as exc:
+        except self._store_errors as exc:
             log.error("audit store unavailable: %s", type(exc).__name__)
             raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from exc
 
     @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[Connection]:
-        """One write transaction on a Core connection (the per-message writes: record, remember_once).
-        Not `durable`: SQLite commits without an fsync (see `record`)."""
+    def _write(self, durable: bool = True) -> Iterator[Cursor]:
+        """One write transaction of the per-message writes (`record`, `remember_once`), on the DBAPI
+        cursor of their own connection (`_writer_connection`, `_Statement`).
+
+        Not `durable`: SQLite commits without an fsync (see `record`). A failed transaction is
+        rolled back at once (SQLite's write lock must not wait for the garbage collector); a
+        connection that cannot even roll back is discarded.
+        """
         try:
-            with self._writers.hold(), (self._write_engine if durable else self._deferred_engine).begin() as conn:
-                yield conn
-                self._check_sqlite_file(conn)
-        except (SQLAlchemyError, OSError) as exc:
+            with self._writers.hold():
+                connection = self._writer_connection()
+                try:
+                    cursor = connection.cursor()
+                    try:
+                        if self._sqlite_file is not None:
+                            begin_sqlite_write(cursor.execute, connection.info, durable=durable)
+                        yield cursor
+                    finally:
+                        cursor.close()
+                    self._check_sqlite_file(connection)
+                    connection.commit()
+                except BaseException:
+                    self._roll_back(connection)
+                    raise
+        except self._store_errors as exc:
             log.error("audit store unavailable: %s", type(exc).__name__)
             raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from exc
 
-    def _check_sqlite_file(self, conn: Connection) -> None:
+    def _writer_connection(self) -> PoolProxiedConnection:
+        """The connection of the per-message writes, kept from one to the next (they run one at a
+        time, under the writers' lock): a pool round trip per write cost about as much CPU as the
+        row, and a kept SQLite connection keeps its page cache. Broken, or idle for a while, it goes
+        back through the pool (PostgreSQL: whose pre-ping replaces a connection the server dropped).
+        """
+        held, now = self._held, time.monotonic()
+        if held is not None and self._held_pid != os.getpid():
+            held = None  # a forked child's copy: never used, never closed (that would close the parent's)
+        elif held is not None and (not held.is_valid or now - self._held_at > _HELD_IDLE_S):
+            held.close()
+            held = None
+        if held is None:
+            self._held, self._held_pid = self._engine.raw_connection(), os.getpid()
+        self._held_at = now
+        return self._held
+
+    def _roll_back(self, connection: PoolProxiedConnection) -> None:
+        if not connection.is_valid:  # already discarded (`_check_sqlite_file`)
+            return
+        try:
+            connection.rollback()
+        except self._store_errors:
+            connection.invalidate()
+
+    def _check_sqlite_file(self, connection: Connection | PoolProxiedConnection) -> None:
         """Refuse to commit into a database file that was unlinked or replaced meanwhile."""
         if self._sqlite_file is None:
             return
-        expected = conn.info.get("audit_inode")
+        expected = connection.info.get("audit_inode")
         try:
             st = os.stat(self._sqlite_file)
         except OSError as exc:
-            conn.invalidate()
+            connection.invalidate()
             raise AuditUnavailable("audit database file is gone") from exc
         if expected != (st.st_dev, st.st_ino):
-            conn.invalidate()
+            connection.invalidate()
             raise AuditUnavailable("audit database file was replaced")
 
     def _append(
         self,
-        conn: Connection,
+        cursor: Cursor,
         entry: AuditEntry,
         raw: bytes,
         *,
@@ -354,18 +506,17 @@ class AuditLog:
     ) -> int:
         """Append one row at the chain head; the caller's transaction holds the chain lock.
 
-        Core statements on the transaction's connection (ORM callers pass `session.connection()`):
-        the ORM unit of work cost more CPU than the rest of the row (docs/performance.md).
+        Fixed statements on the transaction's DBAPI cursor (ORM callers pass `_cursor(session)`):
+        the ORM unit of work, then Core's per-execute work, cost more CPU than the rest of the row
+        (docs/performance.md).
         """
-        head = conn.execute(_HEAD_FOR_UPDATE).one()
-        row_id = head.last_id + 1
-        at = _utc(entry.at) if entry.at is not None else _now()
-        latency = None if entry.latency_ms is None else round(float(entry.latency_ms), 3)
+        sql = self._sql
+        last_id, last_hash = sql.head.run(cursor).fetchone()
+        row_id = last_id + 1
         agreement_id = _clip("agreement_id", entry.agreement_id)
         user_id = _clip("user_id", entry.user_id)
-        row = dict(
-            id=row_id,
-            at=at,
+        fields = dict(  # the row's metadata, named as `chain.canonical_metadata` names it
+            at=_utc(entry.at) if entry.at is not None else _now(),
             direction=str(Direction(entry.direction)),
             operation=_clip("operation", entry.operation) or "",
             message_id=_clip("message_id", entry.message_id),
@@ -378,49 +529,73 @@ class AuditLog:
             result_code=_clip("result_code", entry.result_code),
             advisory_categories=_join("advisory_categories", entry.advisory_categories),
             size_bytes=len(raw),
-            latency_ms=latency,
+            latency_ms=None if entry.latency_ms is None else round(float(entry.latency_ms), 3),
             detail=detail,
             key_id=self._sealer.key_id,
         )
-        released = [
-            dict(
-                message_row_id=row_id,
-                agreement_id=agreement_id,
-                user_id=user_id,
-                source_system=_clip("source_system", d.source_system) or "",
-                source_record_id=_clip("source_record_id", d.source_record_id) or "",
-                elements=",".join(dict.fromkeys(d.elements)),
-            )
-            for d in list(entry.disclosures) + list(disclosures)
+        released = [  # (source system, record id, elements)
+            (_clip("source_system", d.source_system) or "", _clip("source_record_id", d.source_record_id) or "",
+             ",".join(dict.fromkeys(d.elements)))
+            for d in (*entry.disclosures, *disclosures)
         ]
-        meta = chain.canonical_metadata(
-            row_id=row_id, **{k: v for k, v in row.items() if k != "id"},
-            disclosures=[(d["source_system"], d["source_record_id"], d["elements"]) for d in released],
-        )
-        row["nonce"], row["ciphertext"] = self._sealer.seal(raw, meta)
-        row["prev_hash"] = head.last_hash
-        row["row_hash"] = chain.row_hash(meta, row["nonce"], row["ciphertext"], head.last_hash)
-        conn.execute(_INSERT_MESSAGE, row)
+        meta = chain.canonical_metadata(row_id=row_id, **fields, disclosures=released)
+        nonce, ciphertext = self._sealer.seal(raw, meta)
+        row_hash = chain.row_hash(meta, nonce, ciphertext, last_hash)
+        sql.message.run(cursor, {**fields, "id": row_id, "nonce": nonce, "ciphertext": ciphertext,
+                                 "prev_hash": last_hash, "row_hash": row_hash})
         if released:
-            conn.execute(_INSERT_DISCLOSURE, released)
-        conn.execute(_UPDATE_HEAD, {"last_id": row_id, "last_hash": row["row_hash"]})
+            sql.disclosure.run_many(cursor, [
+                {"message_row_id": row_id, "agreement_id": agreement_id, "user_id": user_id,
+                 "source_system": system, "source_record_id": record_id, "elements": elements}
+                for system, record_id, elements in released
+            ])
+        sql.update_head.run(cursor, {"last_id": row_id, "last_hash": row_hash})
         return row_id
+
+    @staticmethod
+    def _cursor(session: Session) -> Cursor:
+        """The DBAPI cursor of an ORM unit's transaction, for `_append`."""
+        return session.connection().connection.cursor()
 
     # --- writing --------------------------------------------------------------------------
 
     def record(self, entry: AuditEntry, raw: bytes, disclosures: Sequence[Disclosure] = (), *,
-               durable: bool = True) -> int:
+               durable: bool = True, inbound: tuple[AuditEntry, bytes] | None = None) -> int:
         """Store one message (and, for an outbound response, what it disclosed); return its row id.
 
         Raises `AuditUnavailable` if the row could not be committed: do not serve the exchange.
         `durable=False` (SQLite: commit without an fsync; a crash of the process loses nothing, a
         power failure may lose it) is for the inbound message of an exchange whose answer will be
         recorded durably before it is sent: that commit's fsync of the WAL file covers this row too.
+        `inbound`: the exchange's inbound message (entry, raw bytes) if it is not stored yet (a
+        request refused before its signature was checked): appended just before, in the same
+        transaction.
         """
-        if Direction(entry.direction) not in (Direction.INBOUND, Direction.OUTBOUND):
-            raise ValueError("record() takes inbound/outbound messages; review/admin rows are written by the log")
-        raw = bytes(raw)
-        return self._group.run(lambda conn: self._append(conn, entry, raw, disclosures=disclosures), durable)
+        first = None if inbound is None else _message(*inbound)
+        entry, raw = _message(entry, raw)
+
+        def work(cursor: Cursor) -> int:
+            if first is not None:
+                self._append(cursor, *first)
+            return self._append(cursor, entry, raw, disclosures=disclosures)
+
+        return self._group.run(work, durable)
+
+    def record_inbound(self, entry: AuditEntry, raw: bytes, replay_key: str, expires: datetime) -> bool:
+        """Store an inbound message and remember its replay key, in one transaction (see `remember_once`).
+
+        True the first time the key is seen, False for a replay: the row is stored either way (a
+        replayed message arrived too). Raises `AuditUnavailable` if it could not be committed.
+        Committed without an fsync, as `record(durable=False)` and `remember_once`.
+        """
+        entry, raw = _message(entry, raw)
+        remember = self._remembering(replay_key, expires)
+
+        def work(cursor: Cursor) -> bool:
+            self._append(cursor, entry, raw)
+            return remember(cursor)
+
+        return self._group.run(work, False)
 
     def remember_once(self, key: str, expires: datetime) -> bool:
         """True the first time `key` is seen (until it expires), False for a replay; cross-process.
@@ -430,19 +605,20 @@ class AuditLog:
         before any answer leaves; a request never answered may, after a power failure, be
         accepted once more (a search has no side effect but its audit rows).
         """
-        key_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()
-        now = _now()
-        expires = _utc(expires)
+        return self._group.run(self._remembering(key, expires), False)
+
+    def _remembering(self, key: str, expires: datetime) -> Callable[[Cursor], bool]:
+        """The replay-key write for the caller's transaction (values taken now, on the caller's thread)."""
+        values = {"key_hash": hashlib.sha256(key.encode("utf-8")).hexdigest(), "expires": _utc(expires), "now": _now()}
         purge = self._replay_purge_due()
 
-        def work(conn: Connection) -> bool:
-            conn.execute(_DELETE_EXPIRED_KEY, {"key_hash": key_hash, "now": now})
-            inserted = conn.execute(self._insert_replay, {"key_hash": key_hash, "expires": expires}).first()
+        def work(cursor: Cursor) -> bool:
+            fresh = self._sql.remember.run(cursor, values).fetchone() is not None
             if purge:
-                conn.execute(delete(AuditReplay).where(AuditReplay.expires <= now))
-            return inserted is not None
+                self._sql.purge_replays.run(cursor, values)
+            return fresh
 
-        return self._group.run(work, False)
+        return work
 
     def _replay_purge_due(self) -> bool:
         with self._replay_lock:
@@ -510,7 +686,7 @@ class AuditLog:
             key_id, nonce, ciphertext = target.key_id, target.nonce, target.ciphertext
             detail = json.dumps({"row_id": row_id, "reason": reason}, sort_keys=True)
             self._append(
-                session.connection(),
+                self._cursor(session),
                 AuditEntry(Direction.REVIEW, "audit.show", user_id=reviewer, correlation_id=target.correlation_id),
                 b"",
                 detail=detail,
@@ -558,7 +734,7 @@ class AuditLog:
                     first_kept_id=first_kept,
                 )
             self._append(
-                session.connection(),
+                self._cursor(session),
                 AuditEntry(Direction.ADMIN, "audit.purge", user_id=operator),
                 b"",
                 detail=json.dumps(detail, sort_keys=True),
@@ -657,7 +833,7 @@ class AuditLog:
         html_path, csv_path = write_weekly_report(iso_week, Path(out_dir), this_week, last_week, report, tz)
         with self._unit(write=True) as session:
             self._append(
-                session.connection(),
+                self._cursor(session),
                 AuditEntry(Direction.REVIEW, "audit.report", user_id=reviewer),
                 b"",
                 detail=json.dumps({"week": iso_week, "rows": len(this_week)}, sort_keys=True),

@@ -6,7 +6,8 @@ SQLite specifics, all for the fail-closed promise:
 - every pool checkout checks that the path still names the inode the connection opened
   (an unlinked SQLite file keeps accepting writes that nobody will ever read);
 - writers use `BEGIN IMMEDIATE` so that the chain append is serialised across processes;
-- a commit is `synchronous=FULL` (the WAL is fsynced) unless the write asks for DEFERRED_SYNC.
+- a commit is `synchronous=FULL` (the WAL is fsynced), except the audit's per-message writes that
+  a later FULL commit covers (`begin_sqlite_write(durable=False)`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import os
 import re
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from alembic import command
@@ -30,10 +31,6 @@ _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _PG_MIGRATION_LOCK = 0x4C454953_41554454 & 0x7FFFFFFFFFFFFFFF  # "LEIS" "AUDT"
 
 WRITE = {"audit_write": True}  # execution option: begin with a write lock (SQLite: IMMEDIATE)
-# ... and commit without waiting for the disk (SQLite: synchronous=NORMAL). Only for rows that a
-# later durable commit of the same exchange covers: an fsync of the WAL file makes every frame
-# before it durable, whichever connection or process wrote them (see AuditLog.record).
-DEFERRED_SYNC = {"audit_write": True, "audit_deferred_sync": True}
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -94,6 +91,7 @@ def _sqlite_engine(path: Path) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
         finally:
             cur.close()
+        record.info["audit_synchronous"] = "FULL"
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
@@ -107,17 +105,29 @@ def _sqlite_engine(path: Path) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # pysqlite's own transaction handling is off (isolation_level=None): we issue BEGIN.
-        options = conn.get_execution_options()
-        write = options.get("audit_write", False)
-        if write:  # FULL: the commit fsyncs the WAL; NORMAL (DEFERRED_SYNC): a later FULL commit does
-            level = "NORMAL" if options.get("audit_deferred_sync", False) else "FULL"
-            info = conn.connection.info
-            if info.get("audit_synchronous") != level:  # a pragma outside the transaction, when it changes
-                conn.exec_driver_sql(f"PRAGMA synchronous={level}")
-                info["audit_synchronous"] = level
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if conn.get_execution_options().get("audit_write", False):
+            begin_sqlite_write(conn.exec_driver_sql, conn.connection.info, durable=True)
+        else:
+            conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def begin_sqlite_write(execute: Callable[[str], Any], info: dict[str, Any], *, durable: bool) -> None:
+    """BEGIN IMMEDIATE on a connection of the audit's SQLite engine, through `execute` (a Core
+    connection's `exec_driver_sql`, or the DBAPI cursor of the audit's per-message writes).
+
+    `durable`: the commit fsyncs the WAL (synchronous=FULL). Otherwise NORMAL: the commit does not
+    wait for the disk; only for rows that a later durable commit of the same exchange covers (an
+    fsync of the WAL file makes every frame before it durable, whichever connection or process
+    wrote them; see AuditLog.record). The pragma is issued outside the transaction and only when
+    this connection's level changes (`info` is its pool record's).
+    """
+    level = "FULL" if durable else "NORMAL"
+    if info.get("audit_synchronous") != level:
+        execute(f"PRAGMA synchronous={level}")
+        info["audit_synchronous"] = level
+    execute("BEGIN IMMEDIATE")
 
 
 def prepare_sqlite_file(path: Path) -> None:
