@@ -44,10 +44,10 @@ def _service(handler: OperationHandler) -> type[ServiceBase]:
 class GuardedSoap11(Soap11):
     """SOAP 1.1 between the guard and the edge, without parsing or serialising twice.
 
-    In: the envelope the guard parsed, checked and verified is the one read (never resolving
-    SOAP-encoding `href`s in it: what was verified is what is answered). Out: the answer envelope
-    is left on the exchange for the edge to sign as an element. Outside the guard (no exchange in
-    the environ) it is plain `Soap11`.
+    In: the envelope the guard parsed, checked and verified is the one read, as it is (no
+    SOAP-encoding `href` is followed into it). Out: the answer envelope is left on the exchange
+    for the edge to sign as an element. Outside the guard (no exchange in the environ) it is plain
+    `Soap11`.
     """
 
     def create_in_document(self, ctx, charset=None):
