@@ -137,7 +137,7 @@ class Edge:
             self._audited((entry,), lambda: self.audit.record(entry, exchange.raw_request, durable=False))
 
     # --- outbound --------------------------------------------------------------------------
-    def respond(self, exchange: Exchange, body: bytes, is_fault: bool) -> bytes:
+    def respond(self, exchange: Exchange, body: bytes | etree._Element, is_fault: bool) -> bytes:
         try:
             signed = self._sign(body)
         except Exception:  # no answer follows: what arrived is audited all the same
