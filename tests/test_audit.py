@@ -156,9 +156,204 @@ def test_migrations_match_models(store: Store, audit: AuditLog) -> None:
     with store.raw_engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE, "compare_type": False})
         assert compare_metadata(ctx, Base.metadata) == []
-        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0001_audit_initial"
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0002_audit_fewer_indexes"
     # opening again (another process starting) is a no-op
     store.open().close()
+
+
+# --- schema: migration 0002 (fewer indexes) -----------------------------------------------
+
+INDEXES_0001 = {
+    "audit_message": {"ix_audit_message_at", "ix_audit_message_direction", "ix_audit_message_operation",
+                      "ix_audit_message_message_id", "ix_audit_message_correlation_id",
+                      "ix_audit_message_result_code", "ix_audit_message_agreement_at", "ix_audit_message_user_at",
+                      "ix_audit_message_ori_at"},
+    "audit_disclosure": {"ix_audit_disclosure_message_row_id", "ix_audit_disclosure_agreement_id",
+                         "ix_audit_disclosure_user_id", "ix_audit_disclosure_source_record_id"},
+    "audit_replay": {"ix_audit_replay_expires"},
+}
+INDEXES_0002 = {
+    "audit_message": {"ix_audit_message_at", "ix_audit_message_correlation_id", "ix_audit_message_agreement_at",
+                      "ix_audit_message_user_at", "ix_audit_message_ori_at", "ix_audit_message_result_code",
+                      "ix_audit_message_log_rows"},
+    "audit_disclosure": {"ix_audit_disclosure_message_row_id"},
+    "audit_replay": set(),
+}
+
+
+def _schema(engine: Engine) -> tuple[dict[str, set[str]], bool]:
+    """The indexes of each table (unique constraints aside), and whether row_hash is unique."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    unique = {c["name"] for c in inspector.get_unique_constraints("audit_message")}
+    indexes = {t: {ix["name"] for ix in inspector.get_indexes(t)} - unique for t in INDEXES_0001}
+    return indexes, unique == {"uq_audit_message_row_hash"}
+
+
+def _log_at_0001(store: Store) -> tuple[Engine, AuditLog]:
+    """A store migrated to 0001 only, and a log writing into it (not `AuditLog.open`: that upgrades)."""
+    from leis_gateway.audit.crypto import Sealer
+    from leis_gateway.audit.store import create_audit_engine, migrate, prepare_sqlite_file, sqlite_path
+
+    path = sqlite_path(store.url)
+    if path is not None:
+        prepare_sqlite_file(path)
+    engine = create_audit_engine(store.url, store.schema)
+    migrate(engine, store.schema, "0001_audit_initial")
+    log = AuditLog(engine, Sealer(store.key, store.key_id), sqlite_file=path)
+    store.opened.append(log)
+    return engine, log
+
+
+def test_migration_0002_keeps_every_row_and_downgrades(store: Store) -> None:
+    """Upgrading a store that holds rows (0001) to 0002 and back: rows, ids, hashes, disclosures and
+    replay keys unchanged, the chain intact, and each schema's indexes as its migration says."""
+    from leis_gateway.audit.store import downgrade, migrate
+
+    engine, old = _log_at_0001(store)
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    _fill(old, 3)
+    assert old.record_inbound(inbound(9), b"<request/>", "sig:before-the-upgrade", soon) is True
+    old.show(2, "reviewer", "before the upgrade")
+    before = [r.as_dict() for r in old.search(AuditFilter(limit=None))]
+    assert _schema(engine) == (INDEXES_0001, True)
+    assert len(before) == 8 and sum(len(r["disclosures"]) for r in before) == 3
+
+    def unchanged(log: AuditLog) -> None:
+        assert [r.as_dict() for r in log.search(AuditFilter(limit=None))][: len(before)] == before
+        report = log.verify()
+        assert report.ok and report.rows_checked >= len(before), report
+        assert log.show(7, "reviewer", "after a migration") == b"<request/>"  # decrypts: the metadata is intact
+        assert log.remember_once("sig:before-the-upgrade", soon) is False  # the replay cache came along
+
+    upgraded = store.open()  # a gateway starting with the new code upgrades the store
+    assert _schema(engine) == (INDEXES_0002, False)
+    unchanged(upgraded)
+    upgraded.close()
+
+    downgrade(engine, "0001_audit_initial", store.schema)
+    assert _schema(engine) == (INDEXES_0001, True)
+    unchanged(old)
+    migrate(engine, store.schema)
+    assert _schema(engine) == (INDEXES_0002, False)
+    unchanged(store.open())
+    old.close()  # and its engine
+
+
+def test_migration_0002_on_sqlite_refuses_to_run_with_foreign_keys_on(tmp_path: Path) -> None:
+    """Copying audit_message with foreign keys on would delete every disclosure (ON DELETE CASCADE):
+    run outside `store.migrate` (which turns them off), the migration stops before changing anything."""
+    from alembic import command
+
+    from leis_gateway.audit.store import alembic_config, create_audit_engine, migrate, prepare_sqlite_file
+
+    path = tmp_path / "audit.db"
+    prepare_sqlite_file(path)
+    engine = create_audit_engine(f"sqlite:///{path}")
+    migrate(engine, None, "0001_audit_initial")
+    from leis_gateway.audit.crypto import Sealer
+
+    log = AuditLog(engine, Sealer(bytes(32), "k"), sqlite_file=path)
+    _fill(log, 2)
+    log.close()
+    engine = create_audit_engine(f"sqlite:///{path}")
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        cfg.attributes["connection"] = conn
+        with pytest.raises(RuntimeError, match="foreign keys"):
+            command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM audit_disclosure").scalar() == 2
+        assert conn.exec_driver_sql("SELECT version_num FROM audit_alembic_version").scalar() == "0001_audit_initial"
+    engine.dispose()
+
+
+def test_canonical_metadata_bytes_are_stable() -> None:
+    """Rows written by earlier versions must still verify: the hashed bytes never change."""
+    from leis_gateway.audit import chain
+
+    meta = chain.canonical_metadata(
+        row_id=7, at=datetime(2025, 1, 14, 10, 0, 0, 123456, tzinfo=UTC), direction="outbound",
+        operation="doStructuredSearch", message_id="m-1", correlation_id="c-1", agreement_id="ndex",
+        ori="WVFBINDX0", user_id="officer.\u00e9", purpose="CriminalLawEnforcement", query_categories="Name,Address",
+        result_code="Success", advisory_categories=None, size_bytes=1234, latency_ms=12.3456, detail=None,
+        key_id="abcd1234", disclosures=[("TECS", "T-2", "PersonSurName"), ("EID", "E-1", "PersonGivenName,PersonBirthDate")],
+    )
+    assert meta == (
+        b'{"advisory_categories":null,"agreement_id":"ndex","at":"2025-01-14T10:00:00.123456+00:00",'
+        b'"correlation_id":"c-1","detail":null,"direction":"outbound","disclosures":[["EID","E-1",'
+        b'"PersonGivenName,PersonBirthDate"],["TECS","T-2","PersonSurName"]],"id":7,"key_id":"abcd1234",'
+        b'"latency_ms":"12.346","message_id":"m-1","operation":"doStructuredSearch","ori":"WVFBINDX0",'
+        b'"purpose":"CriminalLawEnforcement","query_categories":"Name,Address","result_code":"Success",'
+        b'"size_bytes":1234,"user_id":"officer.\\u00e9","v":1}'
+    )
+    assert chain.row_hash(meta, bytes(12), b"ciphertext", "0" * 64) == (
+        "40da22768582f02f52e075fb35df42a947d78cbc0e918261c0c35bb64d73c084")
+
+
+# Each search filter of `leis-gateway audit search` that picks out few rows, and the index that
+# answers it (audit/models.py). `--direction inbound|outbound` and `--operation` match a large share
+# of the rows and read the table in chain order up to the limit instead.
+SEARCH_INDEXES = {
+    "--since/--until": (dict(since=datetime(2025, 1, 1, tzinfo=UTC), until=datetime(2025, 1, 8, tzinfo=UTC)),
+                        "ix_audit_message_at"),
+    "--agreement": (dict(agreement_id="azlink"), "ix_audit_message_agreement_at"),
+    "--agreement in a window": (dict(agreement_id="azlink", since=datetime(2025, 1, 1, tzinfo=UTC)),
+                                "ix_audit_message_agreement_at"),
+    "--user": (dict(user_id="officer.b"), "ix_audit_message_user_at"),
+    "--ori": (dict(ori="AZ0000000"), "ix_audit_message_ori_at"),
+    "--result": (dict(result_code="Error"), "ix_audit_message_result_code"),
+    "--correlation": (dict(correlation_id="corr-2"), "ix_audit_message_correlation_id"),
+    "--direction review": (dict(direction="review"), "ix_audit_message_log_rows"),
+    "--direction admin --newest-first": (dict(direction="admin", newest_first=True), "ix_audit_message_log_rows"),
+}
+
+
+def _plans(store: Store, audit: AuditLog, run: Callable[[], object]) -> list[str]:
+    """The query plans of the SELECTs on audit_message that `run` executes."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM audit_message" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(audit._engine, "before_cursor_execute", grab)
+    try:
+        run()
+    finally:
+        event.remove(audit._engine, "before_cursor_execute", grab)
+    plans = []
+    with audit._engine.connect() as conn:
+        for statement, parameters in seen:
+            if store.backend == "sqlite":
+                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+                plans.append("\n".join(str(row[-1]) for row in rows))
+            else:  # a handful of rows: make the planner show which index it can use
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).fetchall()
+                plans.append("\n".join(str(row[0]) for row in rows))
+    return plans
+
+
+@pytest.mark.parametrize("name", list(SEARCH_INDEXES))
+def test_each_selective_search_filter_uses_its_index(store: Store, audit: AuditLog, name: str) -> None:
+    audit.record(inbound(1), b"x")
+    audit.record(outbound(2, agreement_id="azlink", ori="AZ0000000", user_id="officer.b", result_code="Error"), b"x")
+    audit.show(1, "reviewer", "index test")
+    kw, index = SEARCH_INDEXES[name]
+    plans = _plans(store, audit, lambda: audit.search(AuditFilter(**kw)))
+    assert plans and index in plans[0], plans
+
+
+def test_verify_finds_the_latest_purge_checkpoint_by_index(store: Store, audit: AuditLog) -> None:
+    _fill(audit, 2)
+    audit.purge(datetime.now(UTC) - timedelta(days=1), "records.officer")
+    plans = _plans(store, audit, lambda: audit.verify())
+    assert any("ix_audit_message_log_rows" in plan for plan in plans), plans
 
 
 # --- record / search / encryption --------------------------------------------------------

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
-from sqlalchemy import Connection, Dialect, Engine, Executable, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Dialect, Engine, Executable, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,7 +31,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from . import chain
 from .crypto import Sealer
-from .models import GENESIS_HASH, AuditChainHead, AuditDisclosure, AuditMessage, AuditReplay
+from .models import GENESIS_HASH, LOG_ROWS, AuditChainHead, AuditDisclosure, AuditMessage, AuditReplay
 from .store import (
     SQLITE_BUSY_TIMEOUT_S,
     WRITE,
@@ -67,8 +67,17 @@ Cursor = Any  # a DBAPI cursor inside an audit write transaction
 
 _HEAD = AuditChainHead.__table__
 _REPLAY = AuditReplay.__table__
-_DISCLOSURE_COLUMNS = [c.key for c in AuditDisclosure.__table__.columns if c.key != "id"]
+_MESSAGE_COLUMNS = (
+    "id", "at", "direction", "operation", "message_id", "correlation_id", "agreement_id", "ori", "user_id",
+    "purpose", "query_categories", "result_code", "advisory_categories", "size_bytes", "latency_ms", "detail",
+    "key_id", "nonce", "ciphertext", "prev_hash", "row_hash",
+)
+_DISCLOSURE_COLUMNS = ("message_row_id", "agreement_id", "user_id", "source_system", "source_record_id", "elements")
 _NO_VALUES: Mapping[str, Any] = {}
+# The condition of the partial index on the log's own rows, repeated word for word in a query
+# about them (models.LOG_ROWS): SQLite uses a partial index only for a query that states its condition.
+_LOG_DIRECTIONS = frozenset((str(Direction.REVIEW), str(Direction.ADMIN)))
+_LOG_ROWS = text(LOG_ROWS)
 
 
 class _Statement:
@@ -103,12 +112,26 @@ class _Statement:
             bound[i] = process(bound[i])
         return dict(zip(self._names, bound)) if self._named else bound
 
+    def row(self, values: list[Any]) -> Sequence[Any] | dict[str, Any]:
+        """`params` of a statement without fixed values, given in the order of `names` (no dicts on
+        the way: the message row's insert)."""
+        for i, process in self._processors:
+            values[i] = process(values[i])
+        return dict(zip(self._names, values)) if self._named else values
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
     def run(self, cursor: Cursor, values: Mapping[str, Any] = _NO_VALUES) -> Cursor:
         cursor.execute(self.sql, self.params(values))
         return cursor
 
-    def run_many(self, cursor: Cursor, rows: Sequence[Mapping[str, Any]]) -> None:
-        cursor.executemany(self.sql, [self.params(row) for row in rows])
+    def run_row(self, cursor: Cursor, values: list[Any]) -> None:
+        cursor.execute(self.sql, self.row(values))
+
+    def run_rows(self, cursor: Cursor, rows: Sequence[list[Any]]) -> None:
+        cursor.executemany(self.sql, [self.row(values) for values in rows])
 
 
 class _Statements:
@@ -122,13 +145,16 @@ class _Statements:
         self.update_head = _Statement(update(_HEAD).where(_HEAD.c.id == 1).values(
             last_id=bindparam("last_id", type_=_HEAD.c.last_id.type),
             last_hash=bindparam("last_hash", type_=_HEAD.c.last_hash.type)), dialect)
-        self.message = _Statement(insert(AuditMessage.__table__), dialect)
+        self.message = _Statement(insert(AuditMessage.__table__), dialect, _MESSAGE_COLUMNS)
         self.disclosure = _Statement(insert(AuditDisclosure.__table__), dialect, _DISCLOSURE_COLUMNS)
-        # one statement for "first time, or expired": a live key is left alone and returns no row
+        if self.message.names != _MESSAGE_COLUMNS or self.disclosure.names != _DISCLOSURE_COLUMNS:
+            raise RuntimeError("audit: `_append` hands the columns over in another order than the tables'")
+        # one statement for "first time, or expired": a live key is left alone, and the statement
+        # then changes no row (its row count, 0 or 1, says which; cheaper than RETURNING)
         self.remember = _Statement(remember.on_conflict_do_update(
             index_elements=[_REPLAY.c.key_hash], set_={"expires": remember.excluded.expires},
             where=_REPLAY.c.expires <= bindparam("now", type_=_REPLAY.c.expires.type),
-        ).returning(_REPLAY.c.key_hash), dialect, ["key_hash", "expires"])
+        ), dialect, ["key_hash", "expires"])
         self.purge_replays = _Statement(delete(_REPLAY).where(_REPLAY.c.expires <= bindparam("now")), dialect)
 
 
@@ -513,41 +539,42 @@ class AuditLog:
         sql = self._sql
         last_id, last_hash = sql.head.run(cursor).fetchone()
         row_id = last_id + 1
+        at = _utc(entry.at) if entry.at is not None else _now()
+        direction = str(Direction(entry.direction))
+        operation = _clip("operation", entry.operation) or ""
+        message_id = _clip("message_id", entry.message_id)
+        correlation_id = _clip("correlation_id", entry.correlation_id)
         agreement_id = _clip("agreement_id", entry.agreement_id)
+        ori = _clip("ori", entry.ori)
         user_id = _clip("user_id", entry.user_id)
-        fields = dict(  # the row's metadata, named as `chain.canonical_metadata` names it
-            at=_utc(entry.at) if entry.at is not None else _now(),
-            direction=str(Direction(entry.direction)),
-            operation=_clip("operation", entry.operation) or "",
-            message_id=_clip("message_id", entry.message_id),
-            correlation_id=_clip("correlation_id", entry.correlation_id),
-            agreement_id=agreement_id,
-            ori=_clip("ori", entry.ori),
-            user_id=user_id,
-            purpose=_clip("purpose", entry.purpose),
-            query_categories=_join("query_categories", entry.query_categories),
-            result_code=_clip("result_code", entry.result_code),
-            advisory_categories=_join("advisory_categories", entry.advisory_categories),
-            size_bytes=len(raw),
-            latency_ms=None if entry.latency_ms is None else round(float(entry.latency_ms), 3),
-            detail=detail,
-            key_id=self._sealer.key_id,
-        )
+        purpose = _clip("purpose", entry.purpose)
+        query_categories = _join("query_categories", entry.query_categories)
+        result_code = _clip("result_code", entry.result_code)
+        advisory_categories = _join("advisory_categories", entry.advisory_categories)
+        size_bytes = len(raw)
+        latency_ms = None if entry.latency_ms is None else round(float(entry.latency_ms), 3)
+        key_id = self._sealer.key_id
         released = [  # (source system, record id, elements)
             (_clip("source_system", d.source_system) or "", _clip("source_record_id", d.source_record_id) or "",
              ",".join(dict.fromkeys(d.elements)))
             for d in (*entry.disclosures, *disclosures)
-        ]
-        meta = chain.canonical_metadata(row_id=row_id, **fields, disclosures=released)
+        ] if entry.disclosures or disclosures else []
+        meta = chain.canonical_metadata(
+            row_id=row_id, at=at, direction=direction, operation=operation, message_id=message_id,
+            correlation_id=correlation_id, agreement_id=agreement_id, ori=ori, user_id=user_id, purpose=purpose,
+            query_categories=query_categories, result_code=result_code, advisory_categories=advisory_categories,
+            size_bytes=size_bytes, latency_ms=latency_ms, detail=detail, key_id=key_id, disclosures=released,
+        )
         nonce, ciphertext = self._sealer.seal(raw, meta)
         row_hash = chain.row_hash(meta, nonce, ciphertext, last_hash)
-        sql.message.run(cursor, {**fields, "id": row_id, "nonce": nonce, "ciphertext": ciphertext,
-                                 "prev_hash": last_hash, "row_hash": row_hash})
+        sql.message.run_row(cursor, [  # in _MESSAGE_COLUMNS' order
+            row_id, at, direction, operation, message_id, correlation_id, agreement_id, ori, user_id, purpose,
+            query_categories, result_code, advisory_categories, size_bytes, latency_ms, detail, key_id, nonce,
+            ciphertext, last_hash, row_hash,
+        ])
         if released:
-            sql.disclosure.run_many(cursor, [
-                {"message_row_id": row_id, "agreement_id": agreement_id, "user_id": user_id,
-                 "source_system": system, "source_record_id": record_id, "elements": elements}
-                for system, record_id, elements in released
+            sql.disclosure.run_rows(cursor, [  # in _DISCLOSURE_COLUMNS' order
+                [row_id, agreement_id, user_id, system, record_id, elements] for system, record_id, elements in released
             ])
         sql.update_head.run(cursor, {"last_id": row_id, "last_hash": row_hash})
         return row_id
@@ -613,7 +640,7 @@ class AuditLog:
         purge = self._replay_purge_due()
 
         def work(cursor: Cursor) -> bool:
-            fresh = self._sql.remember.run(cursor, values).fetchone() is not None
+            fresh = self._sql.remember.run(cursor, values).rowcount == 1
             if purge:
                 self._sql.purge_replays.run(cursor, values)
             return fresh
@@ -663,6 +690,8 @@ class AuditLog:
         ):
             if value is not None:
                 q = q.where(column == value)
+        if f.direction is not None and str(Direction(f.direction)) in _LOG_DIRECTIONS:
+            q = q.where(_LOG_ROWS)  # implied; lets the database use the partial index of these rows
         q = q.order_by(AuditMessage.id.desc() if f.newest_first else AuditMessage.id)
         if f.limit is not None:
             q = q.limit(f.limit)
@@ -795,7 +824,7 @@ class AuditLog:
         """The newest purge that removed rows; it vouches for the first remaining row."""
         rows = session.execute(
             select(AuditMessage.id, AuditMessage.detail)
-            .where(AuditMessage.direction == str(Direction.ADMIN), AuditMessage.operation == "audit.purge")
+            .where(AuditMessage.direction == str(Direction.ADMIN), AuditMessage.operation == "audit.purge", _LOG_ROWS)
             .order_by(AuditMessage.id.desc())
         )
         for row_id, detail in rows:

@@ -144,13 +144,38 @@ def prepare_sqlite_file(path: Path) -> None:
         pass
 
 
-def migrate(engine: Engine, schema: str | None = None) -> None:
-    """Upgrade to head; concurrent starters wait on one lock (SQLite write lock / PG advisory lock)."""
+def migrate(engine: Engine, schema: str | None = None, revision: str = "head") -> None:
+    """Upgrade to head (or `revision`); concurrent starters wait on one lock (SQLite write lock /
+    PG advisory lock)."""
+    _run_migrations(engine, schema, "upgrade", revision)
+
+
+def _run_migrations(engine: Engine, schema: str | None, direction: str, revision: str) -> None:
+    """`alembic upgrade|downgrade revision` in one transaction under the migration lock.
+
+    SQLite: with foreign keys off on that connection (set before the transaction: SQLite ignores
+    the pragma inside one), since a migration that copies audit_message (0002) drops the old table,
+    which would delete every disclosure through ON DELETE CASCADE. Such a migration checks the keys
+    itself (`PRAGMA foreign_key_check`) before it commits; the connection is discarded afterwards.
+    """
     cfg = alembic_config()
-    with engine.execution_options(**WRITE).begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-            if schema is not None:
-                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with conn.execution_options(**WRITE).begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                    if schema is not None:
+                        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                cfg.attributes["connection"] = conn
+                getattr(command, direction)(cfg, revision)
+        finally:
+            if sqlite:  # never handed out again with foreign keys off
+                conn.invalidate()
+
+
+def downgrade(engine: Engine, revision: str, schema: str | None = None) -> None:
+    """Downgrade the audit schema to `revision` (operators' way back; also tested)."""
+    _run_migrations(engine, schema, "downgrade", revision)
