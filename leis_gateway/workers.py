@@ -83,7 +83,7 @@ def serve_process(settings: Settings, listeners: Listeners | None = None, *, ann
         internal_thread.start()
     server.prepare()
     _nonblocking(server, listeners.endpoint)
-    gc.freeze()  # start-up objects never change: spyne's per-request gc.collect() then skips them
+    gc.freeze()  # start-up objects never change: no collection needs to walk them again
     if announce:
         print(f"leis-gateway serving {settings.endpoint_url} (WSDL: {settings.endpoint_url}?wsdl)", flush=True)
         if internal is not None:

@@ -176,3 +176,86 @@ def test_the_official_schemas_are_there_to_judge_the_gateway():
     if not OFFICIAL_LEXS.exists():
         pytest.skip(f"official LEXS schemas absent at {OFFICIAL_LEXS}: official validation skipped")
     assert (OFFICIAL_LEXS / "xsd" / "lexs" / "3.1" / "lexs.xsd").is_file()
+
+
+# --- the SOAP layer's short path for guarded requests: what spyne itself would answer ------------
+
+
+def _soap_call(application, handle, body: bytes):
+    """Call `handle(environ, start_response)` as the guard does: ((status, headers), body, answer envelope),
+    or what it raises."""
+    from leis_gateway.config import SR_PATH
+    from leis_gateway.guard.middleware import ENVIRON_EXCHANGE, Exchange
+    from leis_gateway.guard.xmlsafety import parse_envelope
+
+    exchange = Exchange("test", 0.0, body, envelope=parse_envelope(body))
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": SR_PATH, "CONTENT_TYPE": "text/xml; charset=utf-8",
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "https",
+               "SERVER_NAME": "x", "SERVER_PORT": "8443", "HTTP_HOST": "x:8443", ENVIRON_EXCHANGE: exchange}
+    started = []
+    try:
+        out = b"".join(handle(environ, lambda status, headers, exc_info=None: started.append((status, headers))))
+    except Exception as exc:
+        return "raises", type(exc)
+    return started, out, None if exchange.response is None else etree.tostring(exchange.response)
+
+
+def _operation_body(operation: str, message: etree._Element, before: bytes = b"") -> bytes:
+    wrapper = lexs_requests.wrap_request(operation, message)
+    body = lexs_requests.soap_envelope(wrapper)
+    return body.replace(b"<soap:Body>", b"<soap:Body>" + before) if before else body
+
+
+@pytest.mark.parametrize("outcome", ["answer", "failure"])
+@pytest.mark.parametrize("before", [b"", b"<!-- a comment first -->"])
+def test_the_guarded_path_answers_as_spyne_itself_does(outcome, before):
+    from datetime import UTC, datetime
+
+    from spyne.server.wsgi import WsgiApplication
+
+    from leis_gateway.domain import ResultCode, SearchOutcome
+    from leis_gateway.lexs import build
+    from leis_gateway.soap.application import GuardedWsgiApplication, soap_application
+
+    def handler(operation, wrapper, exchange):
+        if outcome == "failure":
+            raise RuntimeError("the handler failed")
+        answer = SearchOutcome(ResultCode.SUCCESS, (), matches_found=0, max_items_requested=5)
+        return build.search_response(answer, None, sequence=7, now=datetime(2024, 1, 2, tzinfo=UTC))
+
+    application = soap_application(handler)
+    assert isinstance(application, GuardedWsgiApplication)
+    body = _operation_body("doStructuredSearch", search((QueryField.SURNAME, "DOE")), before)
+    generic = _soap_call(application, lambda environ, start: WsgiApplication.handle_rpc(application, environ, start), body)
+    assert _soap_call(application, application, body) == generic
+
+
+def test_a_guarded_context_is_the_context_spyne_makes():
+    from spyne.server.wsgi import WsgiMethodContext
+
+    from leis_gateway.soap.application import soap_application
+
+    application = soap_application(lambda operation, wrapper, exchange: wrapper)
+    environ = {"REQUEST_METHOD": "POST", "HTTP_HOST": "x", "HTTP_X_CORRELATION_ID": "c", "CONTENT_TYPE": "text/xml"}
+    ours, spynes = application._context(environ), WsgiMethodContext(application, environ,
+                                                                    application.app.out_protocol.mime_type)
+
+    def state(ctx):
+        return {key: type(value) if key in ("call_start", "transport", "inprot_ctx", "outprot_ctx", "protocol", "event")
+                else value for key, value in vars(ctx).items()}
+
+    assert state(ours) == state(spynes)
+    assert {k: v for k, v in vars(ours.transport).items() if k != "parent"} == \
+        {k: v for k, v in vars(spynes.transport).items() if k != "parent"}
+    assert ours.transport.parent is ours and ours.inprot_ctx.parent is ours and ours.event.parent is ours
+    assert ours.protocol is ours.inprot_ctx
+
+
+def test_a_handler_that_gives_no_element_gets_a_server_fault():
+    from leis_gateway.soap.application import soap_application
+
+    application = soap_application(lambda operation, wrapper, exchange: None)
+    started, out, answer = _soap_call(application, application,
+                                      _operation_body("doStructuredSearch", search((QueryField.SURNAME, "DOE"))))
+    assert started[0][0].startswith("500")
+    assert b"faultcode" in answer and b"Server" in answer  # left on the exchange for the edge to sign
