@@ -24,6 +24,9 @@ Choices worth knowing (all schema-valid, see `tests/test_lexs_build.py`):
 * Photo: `lexs:AttachmentLink` + `lexsdigest:EntityPersonFacialImageAssociation` (EntityReference
   to the `EntityPerson`, as the User Guide 5.2.3 shows); the binary only via getAttachment.
 * `s:id` values are unique per message: each package's ids are prefixed `R<n>-`.
+
+Messages are put together from templates, one per shape of a part, with the values written in
+(see "templates with values" below): the output is the same as building every element, faster.
 """
 from __future__ import annotations
 
@@ -31,11 +34,15 @@ import base64
 import copy
 import functools
 import itertools
+import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import compress
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -210,6 +217,101 @@ def _template(build: Callable[[etree._Element], None]) -> etree._Element:
     return node
 
 
+# --- templates with values -------------------------------------------------------------------
+#
+# A response is a few hundred elements, most of them the same from message to message; the rest
+# hold the values of the message and its records. Built element by element, each costs a Python
+# call and a namespace lookup, while a C-level copy of a prepared subtree costs a fraction of
+# that. So the parts of a message are built once per *shape* (which optional elements they
+# have), with a marker wherever a value goes, and every message gets copies of them with its
+# values written over the markers.
+#
+# A builder (`_build_start`, `_build_package`) is the one description of its part: it takes its
+# decisions from the shape alone, and every value through a getter, marked where the value goes
+# (`v(getter)` returns the marker to put there). Two inputs of one shape therefore get the same
+# elements, and each value lands where its getter was marked. Run with `v` returning the values
+# themselves, a builder builds the part directly (the tests compare the two).
+
+_MAX_TEMPLATES = 512  # shapes kept per cache; the few in real use stay far below
+
+_Getter = Callable[..., object]
+_Mark = Callable[[_Getter], object]
+
+
+class _Template:
+    """A subtree built with markers, copied with the values of the getters written in."""
+
+    __slots__ = ("element", "getters", "mask", "writes")
+
+    def __init__(self, build: Callable[[_Mark], etree._Element]) -> None:
+        # A marker is a text no fixed text of the template can be: a random tag of this template
+        # between private-use characters, and the getter's index.
+        tag = f"\ue000{secrets.token_hex(8)}:"
+        marker = re.compile(re.escape(tag) + "([0-9]+)\ue000")
+        getters: list[_Getter] = []
+
+        def mark(getter: _Getter) -> str:
+            for index, known in enumerate(getters):  # a getter marked twice is evaluated once
+                if known is getter:
+                    return f"{tag}{index}\ue000"
+            getters.append(getter)
+            return f"{tag}{len(getters) - 1}\ue000"
+
+        self.element = build(mark)
+        self.getters = tuple(getters)
+        # For each node in document order: whether it takes values. For each node that does:
+        # the getter index of its text (an int), or ((None: the text | an attribute, index), ...).
+        mask: list[bool] = []
+        writes: list[int | tuple[tuple[str | None, int], ...]] = []
+        for node in self.element.iter():
+            found = [(None, marker.fullmatch(node.text or ""))]
+            found += [(name, marker.fullmatch(value)) for name, value in node.items()]
+            taken = [(name, int(match.group(1))) for name, match in found if match]
+            mask.append(bool(taken))
+            if taken:
+                writes.append(taken[0][1] if len(taken) == 1 and taken[0][0] is None else tuple(taken))
+        if {index for write in writes for index in ((write,) if isinstance(write, int) else
+                                                    (i for _, i in write))} != set(range(len(getters))):
+            raise AssertionError("a marker of the template is missing")
+        self.mask = tuple(mask)
+        self.writes = tuple(writes)
+
+    def copy(self, *args: object) -> etree._Element:
+        """A copy with the getters' values for `args` written over the markers (a text as `_el`
+        writes it: None leaves none, a value that is not a string goes through `_text`)."""
+        values = [getter(*args) for getter in self.getters]
+        element = self.element.__copy__()
+        for node, write in zip(compress(element.iter(), self.mask), self.writes):
+            if write.__class__ is int:
+                value = values[write]
+                node.text = value if value is None or value.__class__ is str else _text(value)
+                continue
+            for name, index in write:
+                value = values[index]
+                if name is None:
+                    node.text = value if value is None or value.__class__ is str else _text(value)
+                else:
+                    node.set(name, value)
+        return element
+
+
+class _Templates:
+    """The templates of one builder for one gateway identity, by shape; built on first use."""
+
+    def __init__(self, gateway: GatewayIdentity, build: Callable[..., etree._Element]) -> None:
+        self.gateway = gateway
+        self.build = build
+        self.by_shape: dict[tuple, _Template] = {}
+
+    def get(self, shape: tuple) -> _Template:
+        template = self.by_shape.get(shape)
+        if template is None:
+            template = _Template(lambda mark: self.build(shape, self.gateway, mark))
+            if len(self.by_shape) < _MAX_TEMPLATES:
+                self.by_shape[shape] = template
+        return template
+
+
 def _sequence_number(header: MessageHeader | None) -> int:
     """InResponseToMessageSequenceNumber is a nonNegativeInteger; 0 when unknown."""
     if header is None:
@@ -297,25 +399,89 @@ def _advisory_category(category: AdvisoryCategory, result: ResultCode) -> str:
     return category.value
 
 
-def _response_metadata(message: etree._Element, result: ResultCode, advisories: Iterable[Advisory],
-                       in_response_to: MessageHeader | None) -> None:
-    meta = _el(message, LEXS, "ResponseMetadata")
-    _el(meta, LEXS, "ResultCode", result.value)
-    for advisory in advisories:
-        adv = _el(meta, LEXS, "Advisory")
-        _el(adv, LEXS, "AdvisoryCategory", _advisory_category(advisory.category, result))
-        if advisory.text:
-            _el(adv, LEXS, "AdvisoryText", advisory.text)
-    _el(meta, LEXS, "InResponseToMessageSequenceNumber", _sequence_number(in_response_to))
+class _StartShape(NamedTuple):
+    """What decides the elements of a message's start (`_build_start`)."""
+
+    local: str  # the message element
+    destination: int  # 0: unknown requester; 1: its organization and system; 2: and its ORI
+    advisory_texts: tuple[bool, ...]  # per advisory: has a text
+    search: bool | None  # SearchResponseMetadata: None none; else whether it has a match score
 
 
 def _start(local: str, gateway: GatewayIdentity, result: ResultCode, advisories: Iterable[Advisory],
            in_response_to: MessageHeader | None, sequence: int | None,
-           now: datetime | None) -> etree._Element:
-    message = _el(None, LEXS, local)
-    _message_metadata(message, gateway, in_response_to, sequence=sequence, now=now)
-    _response_metadata(message, result, advisories, in_response_to)
+           now: datetime | None, search: SearchOutcome | None = None) -> etree._Element:
+    """The message element with SRMessageMetadata and ResponseMetadata (and, given `search`,
+    the SearchResponseMetadata of that outcome)."""
+    advisories = tuple(advisories)
+    shape = _start_shape(local, advisories, in_response_to, search)
+    return _start_templates(gateway).get(shape).copy(result, advisories, in_response_to, sequence, now, search)
+
+
+def _start_shape(local: str, advisories: tuple[Advisory, ...], in_response_to: MessageHeader | None,
+                 search: SearchOutcome | None) -> _StartShape:
+    destination = 0
+    if in_response_to is not None and in_response_to.origin_organization and in_response_to.origin_system:
+        destination = 2 if in_response_to.origin_ori else 1
+    return _StartShape(local, destination, tuple(bool(advisory.text) for advisory in advisories),
+                       None if search is None else bool(search.records))
+
+
+@functools.lru_cache(maxsize=16)
+def _start_templates(gateway: GatewayIdentity) -> _Templates:
+    return _Templates(gateway, _build_start)
+
+
+def _build_start(shape: _StartShape, gateway: GatewayIdentity, v: _Mark) -> etree._Element:
+    """`_message_metadata` and `_response_metadata` (and the search metadata) for `shape`; the
+    getters take (result, advisories, in_response_to, sequence, now, search outcome)."""
+    message = _el(None, LEXS, shape.local)
+    meta = _el(message, LEXS, "SRMessageMetadata")
+    _el(meta, LEXS, "LEXSVersion", LEXS_VERSION)
+    _el(meta, LEXS, "MessageDateTime", v(_message_date_time))
+    _el(meta, LEXS, "MessageSequenceNumber", v(_message_sequence_number))
+    _el(meta, LEXS, "DataSensitivity", gateway.data_sensitivity)
+    _append_copy(meta, _origin_template(gateway))
+    if shape.destination:
+        _system_identifier(meta, "MessageDestinationIdentifier",
+                           v(lambda res, adv, header, seq, now, search: header.origin_organization),
+                           v(lambda res, adv, header, seq, now, search: header.origin_system),
+                           v(lambda res, adv, header, seq, now, search: header.origin_ori)
+                           if shape.destination == 2 else None)
+    else:  # the requester could not be read; the element is mandatory
+        _system_identifier(meta, "MessageDestinationIdentifier", "Unknown", "Unknown", None)
+
+    response = _el(message, LEXS, "ResponseMetadata")
+    _el(response, LEXS, "ResultCode", v(lambda res, adv, header, seq, now, search: res.value))
+    for n, has_text in enumerate(shape.advisory_texts):
+        advisory = _el(response, LEXS, "Advisory")
+        _el(advisory, LEXS, "AdvisoryCategory",
+            v(lambda res, adv, header, seq, now, search, n=n: _advisory_category(adv[n].category, res)))
+        if has_text:
+            _el(advisory, LEXS, "AdvisoryText", v(lambda res, adv, header, seq, now, search, n=n: adv[n].text))
+    _el(response, LEXS, "InResponseToMessageSequenceNumber",
+        v(lambda res, adv, header, seq, now, search: _sequence_number(header)))
+
+    if shape.search is not None:
+        search = _el(message, LEXS, "SearchResponseMetadata")
+        if shape.search:
+            _el(search, LEXS, "StructuredQueryMatchScore", v(
+                lambda res, adv, header, seq, now, o: max(0, min(100, max(r.score for r in o.records)))))
+        _el(search, LEXS, "MaxItemMatchesRequested",
+            v(lambda res, adv, header, seq, now, o: max(0, o.max_items_requested)))
+        _el(search, LEXS, "NumberItemMatches",
+            v(lambda res, adv, header, seq, now, o: max(o.matches_found, len(o.records))))
+        _el(search, LEXS, "ServerLimitIndicator", v(lambda res, adv, header, seq, now, o: o.server_limit_hit))
     return message
+
+
+def _message_date_time(result, advisories, in_response_to, sequence, now, search) -> str:
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0, tzinfo=None)
+    return stamp.isoformat() + "Z"
+
+
+def _message_sequence_number(result, advisories, in_response_to, sequence, now, search) -> object:
+    return next_sequence() if sequence is None else sequence
 
 
 def _owner_metadata(parent: etree._Element, gateway: GatewayIdentity, owner_code: str,
@@ -333,101 +499,83 @@ def _owner_template(gateway: GatewayIdentity, owner_code: str, system: str) -> e
     return _template(build)
 
 
-# --- the digest -------------------------------------------------------------------------------
+# --- the digest: a package template per record shape --------------------------------------------
 
 
+class _Residence(NamedTuple):
+    """Which parts of a residence address a record has (`_build_location`)."""
 
-def _identification(parent: etree._Element, ns: str, local: str, value: str,
-                    category: str | None = None) -> None:
-    ident = _el(parent, ns, local)
-    _el(ident, NC, "IdentificationID", value)
-    if category:
-        _el(ident, NC, "IdentificationCategoryText", category)
-
-
-def _measure(parent: etree._Element, local: str, value: int, unit_local: str, unit: str) -> None:
-    measure = _el(parent, NC, local)
-    _el(measure, NC, "MeasurePointValue", value)
-    _el(measure, NC, unit_local, unit)
+    street_number: bool
+    street_name: bool
+    secondary_unit: bool
+    city: bool
+    state: bool
+    country: bool
+    postal_code: bool
 
 
-def _person(entity: etree._Element, person: ReleasedPerson, person_id: str) -> None:
-    """`lexsdigest:Person` in the order of `nc:PersonType` then the two augmentations."""
-    node = _el(entity, DIGEST, "Person", id=person_id)
+class _Shape(NamedTuple):
+    """Everything that decides which elements a package has (`_build_package`)."""
+
+    tag: str  # SearchResultPackage | DataItemPackage
+    owner: str
+    source: str
+    birth_date: bool
+    eye: bool | None  # None: no colour; True: an NCIC code; False: free text
+    hair: bool | None
+    height: bool
+    given_name: bool
+    middle_name: bool
+    surname: bool
+    identifiers: tuple[int, ...]  # how many of each of _IDENTIFIER_KINDS
+    weight: bool
+    residence: _Residence | None
+    birthplace: bool
+    phone: bool
+    photo: bool
+
+
+#: The identifier kinds a person element carries, in the order `_Shape.identifiers` counts them.
+_IDENTIFIER_KINDS = (QueryField.ENCOUNTER_ID, QueryField.PASSPORT, QueryField.SSN, QueryField.DRIVER_LICENSE,
+                     QueryField.A_NUMBER)
+_NO_IDENTIFIERS = (0,) * len(_IDENTIFIER_KINDS)
+
+
+def _append_package(parent: etree._Element, templates: _Templates, tag: str, record: ReleasedRecord,
+                    index: int) -> None:
+    """Append `record`'s package (`tag`) to `parent`; its `s:id`s are prefixed `R<index>-`."""
+    shape, ids = _package_shape(tag, record)
+    parent.append(templates.get(shape).copy(record, f"R{index}-", ids))
+
+
+def _package_shape(tag: str, record: ReleasedRecord) -> tuple[_Shape, dict[QueryField, list[str]]]:
+    """The shape of `record`'s package, and its identifiers by kind: the getters of a package
+    template take (record, id prefix, identifiers by kind)."""
+    person = record.person
     ids: dict[QueryField, list[str]] = {}
     for query_field, value in person.identifiers:
         ids.setdefault(query_field, []).append(value)
-    if person.birth_date is not None:
-        birth = _el(node, NC, "PersonBirthDate")
-        _el(birth, NC, "Date", person.birth_date.isoformat())
-    if person.eye_color:  # an unknown code goes out as text rather than making the message invalid
-        eye = person.eye_color.strip().upper()
-        _el(node, NC, "PersonEyeColorCode" if eye in NCIC_EYE else "PersonEyeColorText",
-            eye if eye in NCIC_EYE else person.eye_color)
-    if person.hair_color:
-        hair = person.hair_color.strip().upper()
-        _el(node, NC, "PersonHairColorCode" if hair in NCIC_HAIR else "PersonHairColorText",
-            hair if hair in NCIC_HAIR else person.hair_color)
-    if person.height_inches is not None:
-        _measure(node, "PersonHeightMeasure", person.height_inches, "LengthUnitCode", "INH")
-    if person.given_name or person.middle_name or person.surname:
-        name = _el(node, NC, "PersonName")
-        if person.given_name:
-            _el(name, NC, "PersonGivenName", person.given_name)
-        if person.middle_name:
-            _el(name, NC, "PersonMiddleName", person.middle_name)
-        if person.surname:
-            _el(name, NC, "PersonSurName", person.surname)
-        full = " ".join(p for p in (person.given_name, person.middle_name, person.surname) if p)
-        _el(name, NC, "PersonFullName", full)
-    for value in ids.get(QueryField.ENCOUNTER_ID, ()):
-        _identification(node, NC, "PersonOtherIdentification", value, "DHS Encounter ID")
-    for value in ids.get(QueryField.PASSPORT, ()):
-        _identification(node, NC, "PersonPassportIdentification", value)
-    for value in ids.get(QueryField.SSN, ()):
-        _identification(node, NC, "PersonSSNIdentification", value)
-    if person.weight_pounds is not None:
-        _measure(node, "PersonWeightMeasure", person.weight_pounds, "WeightUnitCode", "LBR")
-    licences = ids.get(QueryField.DRIVER_LICENSE, ())
-    if licences:
-        augmentation = _el(node, J, "PersonAugmentation")
-        for value in licences:
-            licence = _el(augmentation, NC, "DriverLicense")
-            _identification(licence, NC, "DriverLicenseIdentification", value)
-    a_numbers = ids.get(QueryField.A_NUMBER, ())
-    if a_numbers:
-        augmentation = _el(node, DIGEST, "PersonAugmentation")
-        for value in a_numbers:
-            _identification(augmentation, IM, "AlienNumber", value)
+    eye, hair = person.eye_color, person.hair_color
+    address = record.address
+    residence = None
+    if _has_address(address):
+        residence = _Residence(bool(address.street_number), bool(address.street_name), bool(address.secondary_unit),
+                               bool(address.city), bool(address.state), bool(address.country),
+                               bool(address.postal_code))
+    shape = _Shape(
+        tag, record.owner, record.source.value, person.birth_date is not None,
+        (eye.strip().upper() in NCIC_EYE) if eye else None, (hair.strip().upper() in NCIC_HAIR) if hair else None,
+        person.height_inches is not None, bool(person.given_name), bool(person.middle_name), bool(person.surname),
+        tuple(len(ids.get(kind, ())) for kind in _IDENTIFIER_KINDS) if ids else _NO_IDENTIFIERS,
+        person.weight_pounds is not None, residence, bool(person.birthplace_country),
+        bool(address is not None and address.phone), bool(record.attachment_uri),
+    )
+    return shape, ids
 
 
-def _location(digest: etree._Element, entity_id: str, location_id: str, *,
-              address: Address | None = None, country_only: str | None = None) -> None:
-    entity = _el(digest, DIGEST, "EntityLocation", id=entity_id)
-    location = _el(entity, NC, "Location", id=location_id)
-    structured = _el(_el(location, NC, "LocationAddress"), NC, "StructuredAddress")
-    if country_only is not None:
-        _el(structured, NC, "LocationCountryName", country_name(country_only))
-        return
-    assert address is not None
-    if address.street_number or address.street_name:
-        street = _el(structured, NC, "LocationStreet")
-        full = " ".join(p for p in (address.street_number, address.street_name) if p)
-        _el(street, NC, "StreetFullText", full)
-        if address.street_number:
-            _el(street, NC, "StreetNumberText", address.street_number)
-        if address.street_name:
-            _el(street, NC, "StreetName", address.street_name)
-    if address.secondary_unit:
-        _el(structured, NC, "AddressSecondaryUnitText", address.secondary_unit)
-    if address.city:
-        _el(structured, NC, "LocationCityName", address.city)
-    if address.state:
-        _el(structured, NC, "LocationStateName", state_name(address.state))
-    if address.country:
-        _el(structured, NC, "LocationCountryName", country_name(address.country))
-    if address.postal_code:
-        _el(structured, NC, "LocationPostalCode", address.postal_code)
+@functools.lru_cache(maxsize=16)
+def _package_templates(gateway: GatewayIdentity) -> _Templates:
+    return _Templates(gateway, _build_package)
 
 
 def _has_address(address: Address | None) -> bool:
@@ -442,6 +590,30 @@ def _format_phone(digits: str) -> str:
     return digits
 
 
+def _full_name(person: ReleasedPerson) -> str:
+    return " ".join(p for p in (person.given_name, person.middle_name, person.surname) if p)
+
+
+def _street_full(address: Address) -> str:
+    return " ".join(p for p in (address.street_number, address.street_name) if p)
+
+
+@functools.lru_cache(maxsize=None)
+def _id(suffix: str) -> _Getter:
+    """The getter of the package's `s:id` ending in `suffix` (one function per suffix: marked
+    twice, it is evaluated once)."""
+    return lambda r, p, ids: p + suffix
+
+
+def _item_id(record: ReleasedRecord, prefix: str, ids: dict) -> str:
+    return record.item_id
+
+
+def _nth(kind: QueryField, n: int) -> _Getter:
+    """The getter of the n-th identifier of a kind."""
+    return lambda r, p, ids: ids[kind][n]
+
+
 @functools.lru_cache(maxsize=1)
 def _dissemination_template() -> etree._Element:
     def build(holder: etree._Element) -> None:
@@ -451,67 +623,153 @@ def _dissemination_template() -> etree._Element:
     return _template(build)
 
 
-def _package_body(package: etree._Element, record: ReleasedRecord, gateway: GatewayIdentity,
-                  index: int) -> None:
-    """PackageMetadata, Digest and AttachmentLink: identical for search and data item packages."""
-    prefix = f"R{index}-"
+def _identification(parent: etree._Element, ns: str, local: str, value: object,
+                    category: str | None = None) -> None:
+    ident = _el(parent, ns, local)
+    _el(ident, NC, "IdentificationID", value)
+    if category:
+        _el(ident, NC, "IdentificationCategoryText", category)
+
+
+def _measure(parent: etree._Element, local: str, value: object, unit_local: str, unit: str) -> None:
+    measure = _el(parent, NC, local)
+    _el(measure, NC, "MeasurePointValue", value)
+    _el(measure, NC, unit_local, unit)
+
+
+def _build_package(shape: _Shape, gateway: GatewayIdentity, v: _Mark) -> etree._Element:
+    """The package of `shape`: PackageMetadata, Digest and AttachmentLink (identical for search
+    and data item packages). Built inside a root that declares NSMAP, like `_template`."""
+    holder = etree.Element(qname(LEXS, "Template"), nsmap=NSMAP)
+    package = _el(holder, LEXS, shape.tag)
     meta = _el(package, LEXS, "PackageMetadata")
-    _el(meta, LEXS, "DataItemID", record.item_id)
+    _el(meta, LEXS, "DataItemID", v(_item_id))
     _contact(meta, "DataItemContact", gateway, deconfliction=True)
-    _el(meta, LEXS, "DataItemReferenceID", record.item_id)
+    _el(meta, LEXS, "DataItemReferenceID", v(_item_id))
     _el(meta, LEXS, "DataItemStatus", "Valid")
-    _owner_metadata(meta, gateway, record.owner, record.source.value)
+    _owner_metadata(meta, gateway, shape.owner, shape.source)
     _append_copy(meta, _dissemination_template())
     category = _el(meta, LEXS, "DataItemCategory")
-    _el(category, LEXS, "DataItemCategoryText", f"{record.source.value} Person Record")
-    _domain_attribute(meta, "MatchScore", str(max(0, min(100, record.score))))
+    _el(category, LEXS, "DataItemCategoryText", f"{shape.source} Person Record")
+    _domain_attribute(meta, "MatchScore", v(lambda r, p, ids: str(max(0, min(100, r.score)))))
 
     digest = _el(package, LEXS, "Digest")
-    entity_person, person_id = prefix + "EPerson", prefix + "Person"
-    entity = _el(digest, DIGEST, "EntityPerson", id=entity_person)
-    _person(entity, record.person, person_id)
-
-    address = record.address
-    residence = _has_address(address)
-    if residence:
-        _location(digest, prefix + "EResidence", prefix + "Residence", address=address)
-    birthplace = record.person.birthplace_country
-    if birthplace:
-        _location(digest, prefix + "EBirthplace", prefix + "Birthplace", country_only=birthplace)
-    phone = address.phone if address is not None else None
-    if phone:
-        tel_entity = _el(digest, DIGEST, "EntityTelephoneNumber", id=prefix + "ETelephone")
-        tel = _el(tel_entity, DIGEST, "TelephoneNumber", id=prefix + "Telephone")
+    entity = _el(digest, DIGEST, "EntityPerson", id=v(_id("EPerson")))
+    _build_person(entity, shape, v)
+    if shape.residence is not None:
+        _build_location(digest, "EResidence", "Residence", shape.residence, v)
+    if shape.birthplace:
+        _build_location(digest, "EBirthplace", "Birthplace", None, v)
+    if shape.phone:
+        tel_entity = _el(digest, DIGEST, "EntityTelephoneNumber", id=v(_id("ETelephone")))
+        tel = _el(tel_entity, DIGEST, "TelephoneNumber", id=v(_id("Telephone")))
         full = _el(tel, NC, "FullTelephoneNumber")
-        _el(full, NC, "TelephoneNumberFullID", _format_phone(phone))
+        _el(full, NC, "TelephoneNumberFullID", v(lambda r, p, ids: _format_phone(r.address.phone)))
 
-    photo = record.attachment_uri
-    if residence or birthplace or phone or photo:
+    if shape.residence is not None or shape.birthplace or shape.phone or shape.photo:
         # Order is the official EntityAssociationsType sequence.
         associations = _el(digest, DIGEST, "Associations")
-        if photo:
+        if shape.photo:
             facial = _el(associations, DIGEST, "EntityPersonFacialImageAssociation")
-            _el(facial, DIGEST, "EntityReference", ref=entity_person)
-            _el(facial, DIGEST, "AttachmentLinkReference", ref=prefix + "Photo")
-        if phone:
+            _el(facial, DIGEST, "EntityReference", ref=v(_id("EPerson")))
+            _el(facial, DIGEST, "AttachmentLinkReference", ref=v(_id("Photo")))
+        if shape.phone:
             tel_assoc = _el(associations, DIGEST, "EntityTelephoneNumberAssociation")
-            _el(tel_assoc, NC, "PersonReference", ref=person_id)
-            _el(tel_assoc, DIGEST, "TelephoneNumberReference", ref=prefix + "Telephone")
-        if birthplace:
+            _el(tel_assoc, NC, "PersonReference", ref=v(_id("Person")))
+            _el(tel_assoc, DIGEST, "TelephoneNumberReference", ref=v(_id("Telephone")))
+        if shape.birthplace:
             born = _el(associations, DIGEST, "PersonBirthLocationAssociation")
-            _el(born, NC, "PersonReference", ref=person_id)
-            _el(born, NC, "LocationReference", ref=prefix + "Birthplace")
-        if residence:
+            _el(born, NC, "PersonReference", ref=v(_id("Person")))
+            _el(born, NC, "LocationReference", ref=v(_id("Birthplace")))
+        if shape.residence is not None:
             lives = _el(associations, NC, "ResidenceAssociation")
-            _el(lives, NC, "PersonReference", ref=person_id)
-            _el(lives, NC, "LocationReference", ref=prefix + "Residence")
+            _el(lives, NC, "PersonReference", ref=v(_id("Person")))
+            _el(lives, NC, "LocationReference", ref=v(_id("Residence")))
 
-    if photo:
-        link = _el(package, LEXS, "AttachmentLink", id=prefix + "Photo")
-        _el(link, LEXS, "AttachmentURI", photo)
+    if shape.photo:
+        link = _el(package, LEXS, "AttachmentLink", id=v(_id("Photo")))
+        _el(link, LEXS, "AttachmentURI", v(lambda r, p, ids: r.attachment_uri))
         _el(link, LEXS, "AttachmentViewableIndicator", True)
         _el(link, NC, "BinaryDescriptionText", "Booking photograph")
         _el(link, NC, "BinaryCategoryText", "Mug Shot")
+    return package
+
+
+def _build_person(entity: etree._Element, shape: _Shape, v: _Mark) -> None:
+    """`lexsdigest:Person` in the order of `nc:PersonType` then the two augmentations."""
+    node = _el(entity, DIGEST, "Person", id=v(_id("Person")))
+    if shape.birth_date:
+        birth = _el(node, NC, "PersonBirthDate")
+        _el(birth, NC, "Date", v(lambda r, p, ids: r.person.birth_date.isoformat()))
+    # an unknown colour code goes out as text rather than making the message invalid
+    if shape.eye is not None:
+        if shape.eye:
+            _el(node, NC, "PersonEyeColorCode", v(lambda r, p, ids: r.person.eye_color.strip().upper()))
+        else:
+            _el(node, NC, "PersonEyeColorText", v(lambda r, p, ids: r.person.eye_color))
+    if shape.hair is not None:
+        if shape.hair:
+            _el(node, NC, "PersonHairColorCode", v(lambda r, p, ids: r.person.hair_color.strip().upper()))
+        else:
+            _el(node, NC, "PersonHairColorText", v(lambda r, p, ids: r.person.hair_color))
+    if shape.height:
+        _measure(node, "PersonHeightMeasure", v(lambda r, p, ids: r.person.height_inches), "LengthUnitCode", "INH")
+    if shape.given_name or shape.middle_name or shape.surname:
+        name = _el(node, NC, "PersonName")
+        if shape.given_name:
+            _el(name, NC, "PersonGivenName", v(lambda r, p, ids: r.person.given_name))
+        if shape.middle_name:
+            _el(name, NC, "PersonMiddleName", v(lambda r, p, ids: r.person.middle_name))
+        if shape.surname:
+            _el(name, NC, "PersonSurName", v(lambda r, p, ids: r.person.surname))
+        _el(name, NC, "PersonFullName", v(lambda r, p, ids: _full_name(r.person)))
+    encounters, passports, ssns, licences, a_numbers = shape.identifiers
+    for n in range(encounters):
+        _identification(node, NC, "PersonOtherIdentification", v(_nth(QueryField.ENCOUNTER_ID, n)),
+                        "DHS Encounter ID")
+    for n in range(passports):
+        _identification(node, NC, "PersonPassportIdentification", v(_nth(QueryField.PASSPORT, n)))
+    for n in range(ssns):
+        _identification(node, NC, "PersonSSNIdentification", v(_nth(QueryField.SSN, n)))
+    if shape.weight:
+        _measure(node, "PersonWeightMeasure", v(lambda r, p, ids: r.person.weight_pounds), "WeightUnitCode", "LBR")
+    if licences:
+        augmentation = _el(node, J, "PersonAugmentation")
+        for n in range(licences):
+            licence = _el(augmentation, NC, "DriverLicense")
+            _identification(licence, NC, "DriverLicenseIdentification", v(_nth(QueryField.DRIVER_LICENSE, n)))
+    if a_numbers:
+        augmentation = _el(node, DIGEST, "PersonAugmentation")
+        for n in range(a_numbers):
+            _identification(augmentation, IM, "AlienNumber", v(_nth(QueryField.A_NUMBER, n)))
+
+
+def _build_location(digest: etree._Element, entity_id: str, location_id: str, residence: _Residence | None,
+                    v: _Mark) -> None:
+    """An `EntityLocation`: the residence address (`residence`), or else the birthplace country."""
+    entity = _el(digest, DIGEST, "EntityLocation", id=v(_id(entity_id)))
+    location = _el(entity, NC, "Location", id=v(_id(location_id)))
+    structured = _el(_el(location, NC, "LocationAddress"), NC, "StructuredAddress")
+    if residence is None:
+        _el(structured, NC, "LocationCountryName", v(lambda r, p, ids: country_name(r.person.birthplace_country)))
+        return
+    if residence.street_number or residence.street_name:
+        street = _el(structured, NC, "LocationStreet")
+        _el(street, NC, "StreetFullText", v(lambda r, p, ids: _street_full(r.address)))
+        if residence.street_number:
+            _el(street, NC, "StreetNumberText", v(lambda r, p, ids: r.address.street_number))
+        if residence.street_name:
+            _el(street, NC, "StreetName", v(lambda r, p, ids: r.address.street_name))
+    if residence.secondary_unit:
+        _el(structured, NC, "AddressSecondaryUnitText", v(lambda r, p, ids: r.address.secondary_unit))
+    if residence.city:
+        _el(structured, NC, "LocationCityName", v(lambda r, p, ids: r.address.city))
+    if residence.state:
+        _el(structured, NC, "LocationStateName", v(lambda r, p, ids: state_name(r.address.state)))
+    if residence.country:
+        _el(structured, NC, "LocationCountryName", v(lambda r, p, ids: country_name(r.address.country)))
+    if residence.postal_code:
+        _el(structured, NC, "LocationPostalCode", v(lambda r, p, ids: r.address.postal_code))
 
 
 # --- response messages ------------------------------------------------------------------------
@@ -522,16 +780,11 @@ def search_response(outcome: SearchOutcome, in_response_to: MessageHeader | None
                     now: datetime | None = None) -> etree._Element:
     """`lexs:SearchResponseMessage`: one `SearchResultPackage` per released record."""
     message = _start("SearchResponseMessage", gateway, outcome.result_code, outcome.advisories,
-                     in_response_to, sequence, now)
-    meta = _el(message, LEXS, "SearchResponseMetadata")
+                     in_response_to, sequence, now, search=outcome)
     if outcome.records:
-        _el(meta, LEXS, "StructuredQueryMatchScore", max(0, min(100, max(r.score for r in outcome.records))))
-    _el(meta, LEXS, "MaxItemMatchesRequested", max(0, outcome.max_items_requested))
-    _el(meta, LEXS, "NumberItemMatches", max(outcome.matches_found, len(outcome.records)))
-    _el(meta, LEXS, "ServerLimitIndicator", outcome.server_limit_hit)
-    for index, record in enumerate(outcome.records, start=1):
-        package = _el(message, LEXS, "SearchResultPackage")
-        _package_body(package, record, gateway, index)
+        templates = _package_templates(gateway)
+        for index, record in enumerate(outcome.records, start=1):
+            _append_package(message, templates, "SearchResultPackage", record, index)
     return message
 
 
@@ -554,8 +807,7 @@ def data_item_response(item: ReleasedRecord | None | object, in_response_to: Mes
     message = _start("DataItemResponseMessage", gateway, result_code, advisories, in_response_to,
                      sequence, now)
     if record is not None:
-        package = _el(message, LEXS, "DataItemPackage")
-        _package_body(package, record, gateway, 1)
+        _append_package(message, _package_templates(gateway), "DataItemPackage", record, 1)
     return message
 
 
