@@ -163,12 +163,6 @@ ELEMENT_SHAPES: Mapping[str, Callable[[Any], bool]] = {
 }
 
 
-def well_shaped(element: str, value: Any) -> bool:
-    """True when `value` looks like a value of `element` (unknown elements never do)."""
-    check = ELEMENT_SHAPES.get(element)
-    return check is not None and check(value)
-
-
 # --- profiles -----------------------------------------------------------------------------
 
 

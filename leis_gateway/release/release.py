@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from ..domain import Address, Agreement, Query, QueryField, ReleasedPerson, ReleasedRecord, SourceRecord
 from ..policy.rules import check_agreement
 from .profiles import (
     ADDRESS_ELEMENTS,
     ATTACHMENT_ELEMENT,
+    ELEMENT_SHAPES,
     IDENTIFIER_ELEMENTS,
     PERSON_ELEMENTS,
     QUERY_GATED_ELEMENTS,
     RELEASABLE_OWNERS,
     RELEASABLE_RECORDS,
     ReleaseProfile,
-    well_shaped,
 )
 from .tokens import ItemTokens, Ref, TokenKind
 
@@ -163,6 +164,34 @@ def _may_receive(agreement: Agreement, profile: ReleaseProfile | None, now: date
     return check_agreement(agreement, now.date()) is None
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """The elements one profile releases for one set of asked fields, each with its value's
+    attribute and shape check: worked out once, not per record and element."""
+
+    person: tuple[tuple[str, str, Callable[[Any], bool]], ...]
+    identifiers: tuple[tuple[str, QueryField, str, Callable[[Any], bool]], ...]
+    address: tuple[tuple[str, str, Callable[[Any], bool]], ...]
+    attachment: bool
+
+
+@lru_cache(maxsize=256)
+def _plan(profile: ReleaseProfile, asked: frozenset[QueryField]) -> _Plan:
+    def allowed(element: str) -> bool:
+        gate = QUERY_GATED_ELEMENTS.get(element)
+        return element in profile.elements and (gate is None or gate in asked)
+
+    return _Plan(
+        person=tuple((e, a, ELEMENT_SHAPES[e]) for e, a in PERSON_ELEMENTS.items() if allowed(e)),
+        identifiers=tuple((e, f, a, ELEMENT_SHAPES[e]) for e, (f, a) in IDENTIFIER_ELEMENTS.items() if allowed(e)),
+        address=tuple((e, a, ELEMENT_SHAPES[e]) for e, a in ADDRESS_ELEMENTS.items() if allowed(e)),
+        attachment=allowed(ATTACHMENT_ELEMENT),
+    )
+
+
+_NO_PERSON_VALUES = dict.fromkeys(PERSON_ELEMENTS.values())
+
+
 def _release_one(
     record: SourceRecord,
     asked: frozenset[QueryField],
@@ -174,32 +203,28 @@ def _release_one(
 ) -> tuple[ReleasedRecord, Disclosure] | None:
     if not record_releasable(record, profile):
         return None
-
-    def allowed(element: str) -> bool:
-        gate = QUERY_GATED_ELEMENTS.get(element)
-        return element in profile.elements and (gate is None or gate in asked)
-
+    plan = _plan(profile, asked)
     disclosed: list[str] = []
-    person_values: dict[str, object] = {}
-    for element, attribute in PERSON_ELEMENTS.items():
-        value = getattr(record.person, attribute)
-        if allowed(element) and well_shaped(element, value):
+    person = record.person
+    person_values: dict[str, object] = dict(_NO_PERSON_VALUES)
+    for element, attribute, shaped in plan.person:
+        value = getattr(person, attribute)
+        if value is not None and shaped(value):
             person_values[attribute] = value
             disclosed.append(element)
-        else:
-            person_values[attribute] = None
     identifiers: list[tuple[QueryField, str]] = []
-    for element, (query_field, attribute) in IDENTIFIER_ELEMENTS.items():
-        value = getattr(record.person, attribute)
-        if allowed(element) and well_shaped(element, value):
+    for element, query_field, attribute, shaped in plan.identifiers:
+        value = getattr(person, attribute)
+        if value is not None and shaped(value):
             identifiers.append((query_field, value))
             disclosed.append(element)
     address_values: dict[str, str | None] = {}
-    for element, attribute in ADDRESS_ELEMENTS.items():
-        value = getattr(record.address, attribute) if record.address is not None else None
-        if allowed(element) and well_shaped(element, value):
-            address_values[attribute] = value
-            disclosed.append(element)
+    if record.address is not None:
+        for element, attribute, shaped in plan.address:
+            value = getattr(record.address, attribute)
+            if value is not None and shaped(value):
+                address_values[attribute] = value
+                disclosed.append(element)
     if not disclosed:
         return None  # nothing of this person may leave: do not release an empty shell
 
@@ -211,7 +236,7 @@ def _release_one(
         fields=gated_fields, expires_at=expires_at,
     )
     attachment_uri = None
-    if record.photo_id and allowed(ATTACHMENT_ELEMENT):
+    if record.photo_id and plan.attachment:
         attachment_uri = tokens.attachment_uri(
             tokens.issue(
                 TokenKind.ATTACHMENT, str(record.source), record.record_id, agreement.id, now,
