@@ -1,6 +1,7 @@
 """The source adapters over a small demo build: every match mode, the demo subjects, the builder."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import sqlite3
 import time
@@ -26,8 +27,9 @@ from leis_gateway.domain import (
 )
 from leis_gateway.sources import PhotoStore, PrimeHub, SourceAdapter, open_hub, source_paths
 from leis_gateway.sources.demo import DEMO_SUBJECTS, build_demo_sources
-from leis_gateway.sources import base
+from leis_gateway.sources import base, matching, statements
 from leis_gateway.sources.matching import combined_score, compile_query, select_matches
+from leis_gateway.sources.records import to_source_record
 
 F, M = QueryField, QueryMatch
 PEOPLE = 200
@@ -489,8 +491,124 @@ def test_a_search_past_its_deadline_is_interrupted(home: Path, monkeypatch: pyte
     monkeypatch.setattr(base, "SQLITE_PROGRESS_STEPS", 1)
     monkeypatch.setattr(base, "deadline_passed", lambda: True)
     with open_hub(home) as hub:
+        adapter = hub.adapter(SourceSystem.TECS)
         with pytest.raises(sqlite3.OperationalError, match="interrupted"):
-            hub.adapter(SourceSystem.TECS).search(Query((c(F.SURNAME, "DOE"),)), 10)  # type: ignore[union-attr]
+            adapter.search(Query((c(F.SURNAME, "DOE"),)), 10)  # type: ignore[union-attr]
+        assert adapter._statements._kept == []  # type: ignore[union-attr]  # a failed call keeps nothing
+
+
+def test_searches_keep_a_few_connections_and_the_hub_gives_them_back(home: Path) -> None:
+    """Between searches a SQLite source keeps a few pooled connections (each search still uses
+    one at a time); closing the hub returns them to the pool before it is disposed."""
+    hub = open_hub(home)
+    adapter = hub.adapter(SourceSystem.TECS)
+    kept = adapter._statements._kept  # type: ignore[union-attr]
+    query = Query((c(F.SURNAME, "DOE"),))
+    first = ids(adapter.search(query, 10))  # type: ignore[union-attr]
+    assert len(kept) == 1
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        runs = list(pool.map(lambda _: ids(adapter.search(query, 10)), range(200)))  # type: ignore[union-attr]
+    assert all(run == first for run in runs)
+    assert 1 <= len(kept) <= statements.KEPT_CONNECTIONS
+    engine = adapter._engine  # type: ignore[union-attr]
+    assert engine.pool.checkedout() == len(kept)
+    hub.close()
+    assert kept == [] and engine.pool.checkedout() == 0
+
+
+def test_rows_packed_as_json_are_the_rows_read_column_by_column(
+    home: Path, hub: PrimeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite rows come as one JSON array each (see `statements.PACKED_COLUMNS`): every record,
+    every value, the same as reading the columns one by one."""
+    everyone = [Query((c(F.BIRTH_DATE, "1900-01-01", M.GE),)), Query((c(F.SURNAME, "DOH", M.FUZZY),))]
+    packed = [[a.search(q, 100_000) for a in hub.adapters] for q in everyone]
+    assert all(a._statements._compiled and all(  # type: ignore[attr-defined]
+        x._packed for shape, x in a._statements._compiled.items() if shape[0] == "matches") for a in hub.adapters)
+    monkeypatch.setattr(statements, "PACKED_COLUMNS", 10_000)
+    with open_hub(home) as plain_hub:
+        plain = [[a.search(q, 100_000) for a in plain_hub.adapters] for q in everyone]
+        assert not any(x._packed for a in plain_hub.adapters for x in a._statements._compiled.values())  # type: ignore[attr-defined]
+    assert len(packed[0][0]) > PEOPLE and packed == plain
+    assert [[repr(r) for r in found] for found in packed[0]] == [[repr(r) for r in found] for found in plain[0]]
+
+
+def _constructed(row: object, system: SourceSystem, owner: str, kind: str) -> SourceRecord:
+    """The record a row makes, through the domain's own constructors (the reference conversion)."""
+    from leis_gateway.domain import Address, Incident, PersonDetails
+
+    r = row.__dict__
+    address = Address(*(r[n] for n in ("street_number", "street_name", "secondary_unit", "city", "state",
+                                       "postal_code", "country", "phone")))
+    return SourceRecord(
+        source=system, record_id=r["record_id"], owner=owner, kind=kind,
+        status=RecordStatus(r["status"]), role=PersonRole(r["role"]),
+        person=PersonDetails(
+            r["given_name"], r["middle_name"], r["surname"], r["birth_date"], r["height_inches"], r["weight_pounds"],
+            r["eye_color"], r["hair_color"], r["birthplace_country"], r["ssn"], r["passport"], r.get("a_number"),
+            r["driver_license"], r["driver_license_state"], r.get("encounter_id"), r["sex"], r["race"],
+        ),
+        address=None if all(getattr(address, n) is None for n in ("street_number", "street_name", "city", "state",
+                                                                 "postal_code", "country", "phone")) else address,
+        incident=Incident(r["activity_number"], r["activity_description"], r["activity_date"]) if r["activity_number"] else None,
+        restrictions=frozenset(RestrictionCategory(v) for v in (r["restrictions"] or "").split(",") if v),
+        protected_classes=frozenset(ProtectedClass(v) for v in (r["protected_classes"] or "").split(",") if v),
+        narrative=r["narrative"], photo_id=r.get("photo_id"), score=77,
+    )
+
+
+@pytest.mark.parametrize("system", [SourceSystem.TECS, SourceSystem.EID])
+def test_records_are_the_objects_their_constructors_make(hub: PrimeHub, system: SourceSystem) -> None:
+    """Rows become records without the dataclasses' own __init__ (see `records.record_converter`):
+    equal, with the same repr and the same attributes in the same order, row or ORM instance."""
+    adapter = hub.adapter(system)
+    model = adapter.schema.model  # type: ignore[union-attr]
+    with Session(adapter._engine) as session:  # type: ignore[union-attr]
+        rows = session.query(model).all()
+        assert len(rows) > PEOPLE
+        for row in rows:
+            kind = adapter.kind_of(row)  # type: ignore[union-attr]
+            expected = _constructed(row, system, adapter.owner, kind)
+            made = to_source_record(row, source=system, owner=adapter.owner, kind=kind, score=77)
+            assert made == expected and repr(made) == repr(expected)
+            for part in ("person", "address", "incident", None):
+                a, b = (getattr(made, part), getattr(expected, part)) if part else (made, expected)
+                assert (a is None) == (b is None) and (a is None or list(vars(a).items()) == list(vars(b).items()))
+    searched = adapter.search(Query((c(F.SURNAME, "G*", M.WILDCARD),)), 1000)  # type: ignore[union-attr]
+    assert searched and all(dataclasses.replace(adapter.fetch(r.record_id), score=r.score) == r for r in searched)  # type: ignore[union-attr]
+
+
+_PINNED_QUERIES = [
+    [c(F.GIVEN_NAME, "JOHN"), c(F.SURNAME, "DOE"), c(F.BIRTH_DATE, "1975-04-12")],
+    [c(F.GIVEN_NAME, "MARIA"), c(F.SURNAME, "GARCIA"), c(F.BIRTH_DATE, "1988-09-30")],
+    [c(F.SURNAME, "GARCIA")], [c(F.SURNAME, "DOE"), c(F.BIRTH_DATE, "1975-04-12")], [c(F.SSN, "900-12-3456")],
+    [c(F.STATE, "AZ")], [c(F.STATE, "TX"), c(F.SURNAME, "SMITH")], [c(F.FULL_ADDRESS, "100 Main St, Tucson AZ 85701")],
+    [c(F.GIVEN_NAME, "JOHN"), c(F.STATE, "AZ")],
+]
+
+
+@pytest.mark.parametrize("system", [SourceSystem.TECS, SourceSystem.EID])
+def test_rows_pinned_by_an_index_are_those_picked_by_pk_first(
+    hub: PrimeHub, system: SourceSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where equalities pin an index the rows are read in pk order straight from it: the same
+    rows, in the same order, as picking their pks first."""
+    adapter = hub.adapter(system)
+
+    def pks(criteria: list[Criterion], limit: int) -> tuple[list[int], str]:
+        with Session(adapter._engine) as session:  # type: ignore[union-attr]
+            predicates = compile_query(session, adapter.schema, Query(tuple(criteria)))  # type: ignore[union-attr]
+            statement = select_matches(adapter.schema, predicates, limit)  # type: ignore[union-attr, arg-type]
+            return [r.pk for r in session.scalars(statement)], str(statement)
+
+    for criteria in _PINNED_QUERIES:
+        for limit in (1, 3, 1000):
+            direct, sql = pks(criteria, limit)
+            with monkeypatch.context() as patch:
+                patch.setattr(matching, "_pinned_by_an_index", lambda *_: False)
+                picked, sql_picked = pks(criteria, limit)
+            assert direct == picked, criteria
+            assert " IN (SELECT" not in sql and " IN (SELECT" in sql_picked
 
 
 # --- the builder --------------------------------------------------------------------------

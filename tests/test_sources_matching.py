@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from leis_gateway.sources.matching import description_words, split_full_name
 from leis_gateway.sources.names import (
     FUZZY_THRESHOLD,
+    AlikeNames,
     jaro_winkler,
     name_likeness,
     nickname_variants,
@@ -57,6 +58,29 @@ def test_dates_in_common_layouts(raw: str) -> None:
 
 def test_not_a_date() -> None:
     assert parse_date("1975-13-40") is None and parse_date("soon") is None
+
+
+def _strptime_date(value: str) -> date | None:
+    """How dates were read before ISO dates took a shortcut: each layout through strptime."""
+    from datetime import datetime
+
+    text = value.strip()
+    for layout in ("%Y-%m-%d", "%Y%m%d", "%m/%d/%Y"):
+        try:
+            return datetime.strptime(text, layout).date()
+        except ValueError:
+            continue
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 9999), st.integers(0, 14), st.integers(0, 33), st.sampled_from(["", " ", "Z", "T00:00"]))
+def test_iso_dates_read_as_strptime_reads_them(year: int, month: int, day: int, tail: str) -> None:
+    for raw in (f"{year:04d}-{month:02d}-{day:02d}{tail}", f" {year:04d}-{month:02d}-{day:02d} ", f"{year}-{month}-{day}"):
+        assert parse_date(raw) == _strptime_date(raw), raw
 
 
 @pytest.mark.parametrize(
@@ -112,6 +136,58 @@ def test_likeness_is_a_score_and_100_only_for_the_same_name(a: str, b: str) -> N
     assert 0 <= score <= 100
     assert (score == 100) == (a == b)
     assert 0.0 <= jaro_winkler(a, b) <= 1.0
+
+
+def _textbook_jaro_winkler(a: str, b: str) -> float:
+    """Jaro-Winkler letter by letter, as first written: the reference for the faster one."""
+    if a == b:
+        return 1.0
+    if not a or not b:
+        return 0.0
+    window = max(max(len(a), len(b)) // 2 - 1, 0)
+    a_matched, b_matched = [False] * len(a), [False] * len(b)
+    matches = 0
+    for i, ch in enumerate(a):
+        for j in range(max(0, i - window), min(len(b), i + window + 1)):
+            if not b_matched[j] and b[j] == ch:
+                a_matched[i] = b_matched[j] = True
+                matches += 1
+                break
+    if not matches:
+        return 0.0
+    a_seq = [ch for ch, m in zip(a, a_matched) if m]
+    b_seq = [ch for ch, m in zip(b, b_matched) if m]
+    transpositions = sum(x != y for x, y in zip(a_seq, b_seq)) / 2
+    jaro = (matches / len(a) + matches / len(b) + (matches - transpositions) / matches) / 3
+    prefix = 0
+    for x, y in zip(a[:4], b[:4]):
+        if x != y:
+            break
+        prefix += 1
+    return jaro + prefix * 0.1 * (1 - jaro)
+
+
+short_names = st.text(alphabet=st.sampled_from("ABDEGINORS "), max_size=12)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(short_names, short_names)
+def test_jaro_winkler_is_the_textbook_one(a: str, b: str) -> None:
+    assert jaro_winkler(a, b) == _textbook_jaro_winkler(a, b)
+
+
+_VOCABULARY = ["DOE", "DOUGH", "DOUGLAS", "DOWD", "GARCIA", "GARZA", "GARCES", "GARCIAS", "GONZALEZ", "JOHN", "JOHNNY",
+               "JON", "JACK", "JONES", "JOHNSON", "SMITH", "SMYTHE", "MARY", "MARIA", "MAE", "DE LA CRUZ", "DELACRUZ"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(names, short_names, st.sampled_from(_VOCABULARY)), st.booleans())
+def test_alike_names_keep_what_scoring_every_name_keeps(query: str, nicknames: bool) -> None:
+    """Turning down candidates from a bound keeps exactly the names, and scores, of scoring all."""
+    alike = AlikeNames(query, nicknames=nicknames)
+    for candidate in [*_VOCABULARY, query, query[:-1], query + "E", query[::-1]]:
+        score = name_likeness(query, candidate, nicknames=nicknames)
+        assert alike.score(candidate) == (score if score >= FUZZY_THRESHOLD else None), candidate
 
 
 @settings(max_examples=300, deadline=None)

@@ -114,6 +114,10 @@ class PrimeHub:
         return next((a for a in self.adapters if a.system == system), None)
 
     def close(self) -> None:
+        for adapter in self.adapters:
+            close = getattr(adapter, "close", None)  # e.g. connections a local adapter keeps
+            if close is not None:
+                close()
         for engine in self.engines:
             engine.dispose()
         for close in self.closers:

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-BUILD_VERSION = 2  # bump when the schema or the generator changes: forces a rebuild (2: birth date + surname index)
+BUILD_VERSION = 3  # bump when the schema or the generator changes: forces a rebuild
+# (2: birth date + surname index; 3: birth date + surname + given name index)
 BATCH_ROWS = 10_000
 CROWD_PHOTOS = 300  # booking photos for the first crowd arrestees only
 PHOTO_SIZE = (120, 160)

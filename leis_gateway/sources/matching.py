@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from itertools import chain
 from math import prod
 from typing import Any, Protocol
@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from ..domain import Criterion, Query, QueryField, QueryMatch
-from .names import FUZZY_THRESHOLD, name_likeness, nickname_variants, phonetic_key
+from .names import FUZZY_THRESHOLD, AlikeNames, nickname_variants, phonetic_key
 from .normalise import (
     WILDCARDS,
     normalise_a_number,
@@ -75,12 +75,14 @@ RowScore = Callable[[Any], "int | None"]
 SqlOf = Callable[[Binds], ColumnElement[Any]]  # SQL given the bound parameters of `values`
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Predicate:
     """One criterion, compiled: SQL condition, the per-row score, and its SQL twin for ordering.
 
     The SQL uses no value but through the bound parameters of `values`; `shape` names all else
     it depends on (columns, comparisons, how many values), so equal shapes give equal SQL.
+    Never changed once made (not `frozen` only because a frozen dataclass costs three times as
+    much to make, and every search makes a few).
     """
 
     shape: Hashable
@@ -92,6 +94,10 @@ class Predicate:
     # best first, then their n scores, so the best rows can be read value by value from the
     # column's index (see `select_matches`).
     levels: tuple[str, int] | None = None
+    # The columns `row_score` reads (None: any), so a search selects only those and the record's.
+    columns: tuple[str, ...] | None = None
+    # The columns it holds to one value each (equalities): see `_pinned_by_an_index`.
+    pins: tuple[str, ...] = ()
 
 
 class RecordSchema(Protocol):
@@ -207,15 +213,42 @@ def select_matches(schema: RecordSchema, predicates: list[Predicate], limit: int
     return _matches(schema, predicates, bind(_values(predicates, max(limit, 0))), schema.model)
 
 
-def read_matches(read: Reader, schema: RecordSchema, predicates: list[Predicate], limit: int) -> Sequence[Any]:
-    """The best `limit` rows (every column), best first; ties in row order (pk: the same on any database).
+def read_matches(
+    read: Reader, schema: RecordSchema, predicates: list[Predicate], limit: int, columns: Sequence[str] | None = None
+) -> Sequence[Any]:
+    """The best `limit` rows, best first; ties in row order (pk: the same on any database).
 
+    A row holds `columns` and every column the predicates' row checks read (all columns when
+    `columns` is None): a search reads no column it does not use.
     The rows are picked by their primary keys first, so the database can often choose and sort
-    them from its indexes alone and read only the `limit` rows it returns.
+    them from its indexes alone and read only the `limit` rows it returns; where equalities pin
+    an index, that index already gives the rows in pk order and they are read directly (see
+    `_matches`). Rows picked by levels are ranked here rather than by the database, which
+    would sort whole rows.
     """
-    shape = ("matches", tuple((p.shape, p.levels) for p in predicates))
-    columns = schema.model.__table__.columns  # type: ignore[attr-defined]
-    return read(shape, lambda binds: _matches(schema, predicates, binds, *columns), _values(predicates, max(limit, 0)))
+    shape = ("matches", tuple((p.shape, p.levels) for p in predicates), None if columns is None else tuple(columns))
+    leveled = _leveled(predicates)
+    rows = read(
+        shape,
+        lambda binds: _matches(
+            schema, predicates, binds, *_selected(schema, predicates, columns), levels_ranked=leveled is None
+        ),
+        _values(predicates, max(limit, 0)),
+    )
+    return rows if leveled is None else _rank_by_level(rows, predicates[leveled])
+
+
+def _selected(schema: RecordSchema, predicates: Sequence[Predicate], columns: Sequence[str] | None) -> list[Any]:
+    """The table's columns (in table order) that are in `columns` or read by a predicate."""
+    table_columns = schema.model.__table__.columns  # type: ignore[attr-defined]
+    if columns is None:
+        return list(table_columns)
+    wanted = set(columns)
+    for predicate in predicates:
+        if predicate.columns is None:
+            return list(table_columns)
+        wanted.update(predicate.columns)
+    return [c for c in table_columns if c.key in wanted]
 
 
 def _values(predicates: Sequence[Predicate], *more: Any) -> tuple[Any, ...]:
@@ -231,8 +264,14 @@ def _parts(predicates: Sequence[Predicate], binds: Binds) -> list[Binds]:
     return parts
 
 
-def _matches(schema: RecordSchema, predicates: list[Predicate], binds: Binds, *selected: Any) -> Select[Any]:
-    """`selected` of the best rows; `binds` hold the predicates' values, then the limit."""
+def _matches(
+    schema: RecordSchema, predicates: list[Predicate], binds: Binds, *selected: Any, levels_ranked: bool = True
+) -> Select[Any]:
+    """`selected` of the best rows; `binds` hold the predicates' values, then the limit.
+
+    With `levels_ranked` false, rows picked by levels (see `_leveled`) come in pk order, for the
+    caller to rank by level (`_rank_by_level`): the database then need not sort whole rows.
+    """
     model, limit = schema.model, binds[-1]
     parts = _parts(predicates, binds)
     clauses = [p.clause(part) for p, part in zip(predicates, parts)]
@@ -241,13 +280,58 @@ def _matches(schema: RecordSchema, predicates: list[Predicate], binds: Binds, *s
     if variable:
         score = prod((cast(s, Float) for s in variable[1:]), start=cast(variable[0], Float))
         ordering = [score.desc(), model.pk]
-    leveled = [(i, p.levels[1]) for i, p in enumerate(predicates) if p.levels is not None]
-    if len(variable) == 1 and len(leveled) == 1 and 1 < leveled[0][1] <= MAX_FUZZY_CANDIDATES:
-        i = leveled[0][0]
+    if not variable and _pinned_by_an_index(schema, predicates):
+        # An index holds every match of the pinned values in pk order: reading the rows
+        # themselves in that order, the database stops at the limit without picking pks first.
+        return select(*selected).where(and_(*clauses)).order_by(model.pk).limit(limit)
+    i = _leveled(predicates)
+    if i is not None:
         best = _best_by_levels(model, predicates[i], parts[i], clauses[:i] + clauses[i + 1 :], limit)
+        if not levels_ranked:
+            ordering = [model.pk]
     else:
         best = select(model.pk).where(and_(*clauses)).order_by(*ordering).limit(limit)
     return select(*selected).where(model.pk.in_(best)).order_by(*ordering)
+
+
+def _pinned_by_an_index(schema: RecordSchema, predicates: Sequence[Predicate]) -> bool:
+    """True when equalities pin every column of one of the table's indexes.
+
+    Such an index holds the matches of those values in pk order (after its columns, an index
+    orders by the row), so the best rows by pk come from it straight.
+    """
+    pinned = set(chain.from_iterable(p.pins for p in predicates))
+    return bool(pinned) and any(columns <= pinned for columns in _indexed_columns(schema))
+
+
+@cache
+def _indexed_columns(schema: RecordSchema) -> tuple[frozenset[str], ...]:
+    table = schema.model.__table__  # type: ignore[attr-defined]
+    return tuple(frozenset(c.key for c in index.columns) for index in table.indexes)
+
+
+def _leveled(predicates: Sequence[Predicate]) -> int | None:
+    """The predicate whose levels pick the best rows: the only one whose score varies, by levels."""
+    if all(p.levels is None for p in predicates):
+        return None
+    variable = [i for i, p in enumerate(predicates) if not isinstance(p.sql_score, int)]
+    if len(variable) != 1:
+        return None
+    leveled = [i for i, p in enumerate(predicates) if p.levels is not None]
+    if len(leveled) != 1 or not 1 < predicates[leveled[0]].levels[1] <= MAX_FUZZY_CANDIDATES:  # type: ignore[index]
+        return None
+    return leveled[0]
+
+
+def _rank_by_level(rows: Sequence[Any], predicate: Predicate) -> list[Any]:
+    """Rows in pk order -> best level first, pk order within a level: the SQL order of `_matches`.
+
+    A level's score is that of its value in the predicate's values (`col IN (v1..vn)` scored
+    `CASE col WHEN v1 THEN s1 ...`): every row holds one of them.
+    """
+    column, count = predicate.levels  # type: ignore[misc]
+    score_of = dict(zip(predicate.values[:count], predicate.values[count:]))
+    return sorted(rows, key=lambda row: -score_of[getattr(row, column)])  # stable
 
 
 def _best_by_levels(
@@ -273,18 +357,22 @@ def _best_by_levels(
     return select(candidates.c.pk).order_by(candidates.c.score.desc(), candidates.c.pk).limit(limit)
 
 
-def combined_score(predicates: list[Predicate], row: Any) -> int | None:
+def combined_score(predicates: Sequence[Predicate], row: Any) -> int | None:
     """The row's score for the whole query (product of criterion scores), None if it fails one."""
+    if len(predicates) == 1:
+        score = predicates[0].row_score(row)
+        return None if score is None else _product((score,))
     scores = []
     for predicate in predicates:
         score = predicate.row_score(row)
         if score is None:
             return None
         scores.append(score)
-    return _product(scores)
+    return _product(tuple(scores))
 
 
-def _product(scores: list[int]) -> int:
+@lru_cache(maxsize=4096)  # arithmetic on a few distinct scores, asked for every row
+def _product(scores: tuple[int, ...]) -> int:
     return max(1, round(100 * prod(s / 100 for s in scores))) if scores else EXACT_SCORE
 
 
@@ -314,13 +402,14 @@ def _criterion_predicate(read: Reader, schema: RecordSchema, criterion: Criterio
 def _exact(model: type, column: str, value: str, score: int = EXACT_SCORE) -> Predicate | None:
     if not value:
         return None
-    col = getattr(model, column)
     return Predicate(
         shape=("=", column, score),
         values=(value,),
-        clause=lambda b: col == b[0],
+        clause=lambda b: getattr(model, column) == b[0],
         row_score=lambda row: score if getattr(row, column) == value else None,
         sql_score=score,
+        columns=(column,),
+        pins=(column,),
     )
 
 
@@ -379,6 +468,7 @@ def _wildcard(model: type, column: str, pattern: str, score: int = WILDCARD_SCOR
         clause=clause,
         row_score=row_score,
         sql_score=score,
+        columns=(column,),
     )
 
 
@@ -419,10 +509,11 @@ def _fuzzy_name(read: Reader, schema: RecordSchema, column: str, part: str, name
     shape = ("vocabulary", len(variants), bool(bounds))
     candidates = read(shape, lookup, (part, phonetic_key(name), *variants, *bounds))
     scored = {name: EXACT_SCORE}
+    alike = AlikeNames(name, nicknames=nicknames, floor=FUZZY_THRESHOLD)
     for (candidate,) in candidates:
         if abs(len(candidate) - len(name)) <= 4:
-            score = name_likeness(name, candidate, nicknames=nicknames)
-            if score >= FUZZY_THRESHOLD:
+            score = alike.score(candidate)
+            if score is not None:
                 scored[candidate] = score
     ranked = sorted(scored.items(), key=lambda item: (-item[1], item[0]))[:MAX_FUZZY_CANDIDATES]
     scored = dict(ranked)
@@ -434,6 +525,7 @@ def _fuzzy_name(read: Reader, schema: RecordSchema, column: str, part: str, name
         row_score=lambda row: scored.get(getattr(row, column)),
         sql_score=lambda b: case(*zip(b[:count], b[count:]), value=col, else_=0),
         levels=(column, count),
+        columns=(column,),
     )
 
 
@@ -461,7 +553,7 @@ def _conjunction(predicates: list[Predicate]) -> Predicate:
     """All of the predicates; the score is the product, as for a whole query."""
     if len(predicates) == 1:
         return predicates[0]
-    constant = _product([p.sql_score for p in predicates if isinstance(p.sql_score, int)])  # type: ignore[misc]
+    constant = _product(tuple(p.sql_score for p in predicates if isinstance(p.sql_score, int)))  # type: ignore[misc]
 
     def clause(b: Binds) -> ColumnElement[bool]:
         return and_(*(p.clause(part) for p, part in zip(predicates, _parts(predicates, b))))
@@ -479,7 +571,16 @@ def _conjunction(predicates: list[Predicate]) -> Predicate:
         clause=clause,
         row_score=lambda row: combined_score(predicates, row),
         sql_score=constant if all(isinstance(p.sql_score, int) for p in predicates) else sql_score,
+        columns=_columns(predicates),
+        pins=tuple(dict.fromkeys(chain.from_iterable(p.pins for p in predicates))),
     )
+
+
+def _columns(predicates: Sequence[Predicate]) -> tuple[str, ...] | None:
+    """Every column the predicates read (None when one of them may read any)."""
+    if any(p.columns is None for p in predicates):
+        return None
+    return tuple(dict.fromkeys(chain.from_iterable(p.columns for p in predicates)))  # type: ignore[arg-type]
 
 
 def _disjunction(alternatives: list[Predicate]) -> Predicate:
@@ -507,6 +608,7 @@ def _disjunction(alternatives: list[Predicate]) -> Predicate:
         clause=clause,
         row_score=row_score,
         sql_score=sql_score,
+        columns=_columns(alternatives),
     )
 
 
@@ -552,7 +654,6 @@ def _full_name_predicate(read: Reader, schema: RecordSchema, value: str, match: 
 
 
 def _date_predicate(model: type, column: str, value: str, match: QueryMatch) -> Predicate | None:
-    col = getattr(model, column)
     if match == QueryMatch.WILDCARD and _has_wildcard(value):
         return _date_wildcard(model, column, value)
     day = parse_date(value)
@@ -564,8 +665,9 @@ def _date_predicate(model: type, column: str, value: str, match: QueryMatch) -> 
         return Predicate(
             shape=("date", column, match),
             values=(day,),
-            clause=lambda b: compare(col, b[0]),
+            clause=lambda b: compare(getattr(model, column), b[0]),
             row_score=lambda row: EXACT_SCORE if held(row) is not None and compare(held(row), day) else None,
+            columns=(column,),
         )
     if match == QueryMatch.FUZZY:
         near = _near_dates(day)
@@ -574,15 +676,18 @@ def _date_predicate(model: type, column: str, value: str, match: QueryMatch) -> 
         return Predicate(
             shape=("date~", column, count),
             values=(*sorted(scores), day),
-            clause=lambda b: col.in_(b[:count]),
+            clause=lambda b: getattr(model, column).in_(b[:count]),
             row_score=lambda row: scores.get(held(row)),
-            sql_score=lambda b: case((col == b[count], EXACT_SCORE), else_=NEAR_DATE_SCORE),
+            sql_score=lambda b: case((getattr(model, column) == b[count], EXACT_SCORE), else_=NEAR_DATE_SCORE),
+            columns=(column,),
         )
     return Predicate(
         shape=("date=", column),
         values=(day,),
-        clause=lambda b: col == b[0],
-        row_score=lambda row: EXACT_SCORE if held(row) == day else None,
+        clause=lambda b: getattr(model, column) == b[0],
+        row_score=lambda row: EXACT_SCORE if getattr(row, column) == day else None,
+        columns=(column,),
+        pins=(column,),
     )
 
 
@@ -618,6 +723,7 @@ def _date_wildcard(model: type, column: str, value: str) -> Predicate | None:
         clause=lambda b: and_(col >= b[0], col < b[1]),
         row_score=lambda row: WILDCARD_SCORE if getattr(row, column) is not None and first <= getattr(row, column) < after else None,
         sql_score=WILDCARD_SCORE,
+        columns=(column,),
     )
 
 
@@ -672,4 +778,5 @@ def _description_predicate(schema: RecordSchema, value: str, match: QueryMatch) 
         )),
         clause=clause,
         row_score=row_score,
+        columns=("activity_description",),
     )

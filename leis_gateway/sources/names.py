@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from itertools import compress
+from operator import ne
 
 FUZZY_THRESHOLD = 80  # a candidate name below this likeness is not a fuzzy match
 NICKNAME_SCORE = 90
@@ -129,28 +131,33 @@ def phonetic_key(name: str) -> str:
 
 
 def jaro_winkler(a: str, b: str) -> float:
-    """Jaro-Winkler likeness in [0, 1] (prefix scale 0.1, up to 4 letters)."""
+    """Jaro-Winkler likeness in [0, 1] (prefix scale 0.1, up to 4 letters).
+
+    Each letter of `a` takes the first letter of `b` equal to it, not yet taken, within the
+    match window (found with `str.find`: fuzzy search scores every candidate name with this).
+    """
     if a == b:
         return 1.0
-    if not a or not b:
+    la, lb = len(a), len(b)
+    if not la or not lb:
         return 0.0
-    window = max(len(a), len(b)) // 2 - 1
-    window = max(window, 0)
-    a_matched = [False] * len(a)
-    b_matched = [False] * len(b)
-    matches = 0
+    window = max(max(la, lb) // 2 - 1, 0)
+    b_matched = [False] * lb
+    a_seq = []  # the letters of `a` that matched, in order
+    find = b.find
     for i, ch in enumerate(a):
-        for j in range(max(0, i - window), min(len(b), i + window + 1)):
-            if not b_matched[j] and b[j] == ch:
-                a_matched[i] = b_matched[j] = True
-                matches += 1
-                break
+        hi = i + window + 1
+        j = find(ch, i - window if i > window else 0, hi)
+        while j >= 0 and b_matched[j]:
+            j = find(ch, j + 1, hi)
+        if j >= 0:
+            b_matched[j] = True
+            a_seq.append(ch)
+    matches = len(a_seq)
     if not matches:
         return 0.0
-    a_seq = [ch for ch, m in zip(a, a_matched) if m]
-    b_seq = [ch for ch, m in zip(b, b_matched) if m]
-    transpositions = sum(x != y for x, y in zip(a_seq, b_seq)) / 2
-    jaro = (matches / len(a) + matches / len(b) + (matches - transpositions) / matches) / 3
+    transpositions = sum(map(ne, a_seq, compress(b, b_matched))) / 2
+    jaro = (matches / la + matches / lb + (matches - transpositions) / matches) / 3
     prefix = 0
     for x, y in zip(a[:4], b[:4]):
         if x != y:
@@ -177,3 +184,52 @@ def name_likeness(query: str, candidate: str, *, nicknames: bool = False) -> int
     if nicknames and candidate in nickname_variants(query):
         score = max(score, NICKNAME_SCORE)
     return max(score, 0)
+
+
+class AlikeNames:
+    """The candidates alike enough to one query name: `name_likeness` when it reaches `floor`.
+
+    Fuzzy search scores every name of the vocabulary that shares the query's phonetic key or
+    initial, and keeps few of them. A candidate whose likeness cannot reach `floor` even at
+    best is turned down before Jaro-Winkler runs: the letters it shares with the query bound
+    the matches, and the matches bound the likeness. Every other candidate gets its exact
+    `name_likeness`, so the kept names and their scores are those of scoring every one.
+    """
+
+    def __init__(self, query: str, *, nicknames: bool = False, floor: int = FUZZY_THRESHOLD) -> None:
+        if floor > min(PHONETIC_FLOOR, NICKNAME_SCORE, FUZZY_CEILING):
+            raise ValueError("the bound assumes a floor that a phonetic or nickname match reaches")
+        self.query, self.floor, self._nicknames = query, floor, nicknames
+        self._key = phonetic_key(query)
+        self._variants = nickname_variants(query) if nicknames else frozenset()
+        self._letters = frozenset(query).__contains__
+
+    def score(self, candidate: str) -> int | None:
+        """`name_likeness(query, candidate)` when at least `floor`, else None."""
+        query = self.query
+        if candidate != query and candidate not in self._variants:  # a nickname always scores enough
+            # Below the floor unless Jaro-Winkler reaches `needed` (its score less 3 a letter of
+            # length difference, rounded; or PHONETIC_GATE for a candidate with the query's key).
+            la, lb = len(query), len(candidate)
+            needed = (self.floor + 3 * abs(la - lb) - 0.5) / 100
+            if self._key and self._key == phonetic_key(candidate):
+                needed = min(needed, PHONETIC_GATE)
+            if _jaro_winkler_bound(query, candidate, sum(map(self._letters, candidate))) < needed - 1e-9:
+                return None
+        score = name_likeness(query, candidate, nicknames=self._nicknames)
+        return score if score >= self.floor else None
+
+
+def _jaro_winkler_bound(a: str, b: str, shared: int) -> float:
+    """At least `jaro_winkler(a, b)`, given that at most `shared` letters of `b` occur in `a`."""
+    la, lb = len(a), len(b)
+    matches = min(la, lb, shared)  # each match pairs a letter of `a` with an equal one of `b`
+    if not matches:
+        return 0.0
+    jaro = (matches / la + matches / lb + 1) / 3  # no transpositions at best
+    prefix = 0
+    for x, y in zip(a[:4], b[:4]):
+        if x != y:
+            break
+        prefix += 1
+    return jaro + prefix * 0.1 * (1 - jaro)

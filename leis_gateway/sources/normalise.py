@@ -20,6 +20,7 @@ _NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 _NOT_ALNUM_OR_WILDCARD = re.compile(r"[^A-Z0-9*?]+")
 _NOT_DIGIT = re.compile(r"[^0-9]")
 _NOT_ALNUM_OR_HASH = re.compile(r"[^A-Z0-9#]+")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _fold(value: str) -> str:
@@ -134,6 +135,11 @@ def normalise_secondary_unit(value: str) -> str:
 def parse_date(value: str) -> date | None:
     """ISO (1975-04-12), compact (19750412) or US (04/12/1975) dates; None when not a date."""
     text = value.strip()
+    if _ISO_DATE.fullmatch(text):  # the common case, without strptime (what it would return)
+        try:
+            return date(int(text[:4]), int(text[5:7]), int(text[8:]))
+        except ValueError:
+            pass  # not a real day: the layouts below decide, as they always did
     for layout in ("%Y-%m-%d", "%Y%m%d", "%m/%d/%Y"):
         try:
             return datetime.strptime(text, layout).date()

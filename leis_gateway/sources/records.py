@@ -6,10 +6,12 @@ on one pooled connection per call, so the adapters are safe to share between thr
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from sqlalchemy import Column, Date, Engine, Index, Integer, MetaData, String, Table, Text, select, text
@@ -53,7 +55,7 @@ class PersonColumns:
     surname_norm: Mapped[str | None] = mapped_column(String(60), index=True)
     given_key: Mapped[str | None] = mapped_column(String(10), index=True)
     surname_key: Mapped[str | None] = mapped_column(String(10), index=True)
-    birth_date: Mapped[date | None] = mapped_column(Date)  # indexed with the surname: see __table_args__
+    birth_date: Mapped[date | None] = mapped_column(Date)  # indexed with the names: see __table_args__
     height_inches: Mapped[int | None] = mapped_column(Integer)
     weight_pounds: Mapped[int | None] = mapped_column(Integer)
     eye_color: Mapped[str | None] = mapped_column(String(3))
@@ -68,9 +70,12 @@ class PersonColumns:
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Index, ...]:
-        # Birth date, then surname: a name + birth date search (the commonest) reads only its own
-        # rows however many people share the date; a date or a date range alone uses the prefix.
-        return (Index(f"ix_{cls.__tablename__}_birth_date_surname", "birth_date", "surname_norm"),)
+        # Birth date, surname, given name: a name + birth date search (the commonest) finds its
+        # rows in the index alone, already in pk order, however many people share the date or the
+        # surname; a date (+ surname) or a date range alone uses a prefix.
+        return (
+            Index(f"ix_{cls.__tablename__}_birth_date_names", "birth_date", "surname_norm", "given_norm"),
+        )
 
 
 class AddressColumns:
@@ -137,74 +142,128 @@ def with_match_keys(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+# Columns derived from a row's display values (`with_match_keys`): searched, never part of a record.
+MATCH_KEY_COLUMNS = frozenset({
+    "given_norm", "middle_norm", "surname_norm", "given_key", "surname_key",
+    "street_name_norm", "secondary_unit_norm", "city_norm",
+})
+_MEMBERS_KEPT = 1024  # distinct column values remembered per enum (a source holds few)
+
+
 def _split(value: str | None) -> list[str]:
     return [v for v in (value or "").split(",") if v]
 
 
-@lru_cache(maxsize=1024)  # a source holds few distinct values; converting each row's was a sizable cost
-def _member(kind: type[StrEnum], value: str) -> Any:
-    return kind(value)
+class _Members(dict):  # type: ignore[type-arg]
+    """value -> `kind(value)`, or the frozenset of the members a comma-separated value names.
+
+    A plain dict lookup per row (converting each row's values was a sizable cost); unknown
+    values raise as `kind(value)` does.
+    """
+
+    def __init__(self, kind: type[StrEnum], *, several: bool) -> None:
+        super().__init__()
+        self.kind, self.several = kind, several
+
+    def __missing__(self, value: str | None) -> Any:
+        found = frozenset(self.kind(v) for v in _split(value)) if self.several else self.kind(value)
+        if len(self) < _MEMBERS_KEPT:
+            self[value] = found
+        return found
 
 
-@lru_cache(maxsize=1024)
-def _members(kind: type[StrEnum], value: str | None) -> frozenset[Any]:
-    """The members named in a comma-separated column."""
-    return frozenset(kind(v) for v in _split(value))
+_STATUSES = _Members(RecordStatus, several=False)
+_ROLES = _Members(PersonRole, several=False)
+_RESTRICTIONS = _Members(RestrictionCategory, several=True)
+_PROTECTED_CLASSES = _Members(ProtectedClass, several=True)
+
+
+_BY_SCORE = attrgetter("score")
+# SourceRecord's parts: each field and the column that holds it.
+_PERSON_COLUMNS = tuple((f.name, f.name) for f in fields(PersonDetails))
+_ADDRESS_COLUMNS = tuple((f.name, f.name) for f in fields(Address))
+_INCIDENT_COLUMNS = (
+    ("activity_number", "activity_number"), ("description", "activity_description"), ("activity_date", "activity_date"),
+)
+_ADDRESS_TEST = frozenset(name for name, _ in _ADDRESS_COLUMNS) - {"secondary_unit"}  # a unit alone is no address
+
+
+def _fills_its_dict(cls: type) -> bool:
+    """True when `cls(**values)` does nothing but set each field (a plain frozen dataclass).
+
+    A frozen dataclass's `__init__` sets each field through `object.__setattr__`; filling a new
+    instance's `__dict__` at once gives the very same object at a fraction of the cost. A class
+    with an `__init__` of its own, a `__post_init__` or slots is made by calling it instead.
+    """
+    init = vars(cls).get("__init__")
+    return (
+        is_dataclass(cls) and cls.__dataclass_params__.init  # type: ignore[attr-defined]
+        and init is not None and init.__code__.co_filename.startswith("<")  # written by `dataclasses`
+        and not hasattr(cls, "__post_init__") and "__slots__" not in vars(cls)
+        and all(f.init for f in fields(cls))
+    )
+
+
+@lru_cache(maxsize=64)
+def record_converter(columns: frozenset[str]) -> Callable[[Any, SourceSystem, str, str, int], SourceRecord]:
+    """`convert(row, source, owner, kind, score)`: a row holding `columns` (by attribute) -> SourceRecord.
+
+    A column the row does not hold (EID's A-number in TECS) reads as None. The function is
+    written out for these columns and compiled once (as `dataclasses` and `namedtuple` make
+    theirs): converting each row field by field through generic code was a search's largest
+    cost after the database's own work.
+    """
+    def value(column: str) -> str:
+        return f"row.{column}" if column in columns else "None"
+
+    lines = ["def convert(row, source, owner, kind, score):"]
+
+    def make(target: str, cls: type, values: list[tuple[str, str]], indent: str = "    ") -> None:
+        if _fills_its_dict(cls):
+            items = ", ".join(f"{name!r}: {expression}" for name, expression in values)
+            lines.append(f"{indent}{target} = new({cls.__name__})")
+            lines.append(f"{indent}{target}.__dict__.update({{{items}}})")
+        else:
+            arguments = ", ".join(f"{name}={expression}" for name, expression in values)
+            lines.append(f"{indent}{target} = {cls.__name__}({arguments})")
+
+    make("person", PersonDetails, [(name, value(column)) for name, column in _PERSON_COLUMNS])
+    address = [(name, f"_{name}") for name, _ in _ADDRESS_COLUMNS]
+    lines += [f"    _{name} = {value(column)}" for name, column in _ADDRESS_COLUMNS]
+    lines.append(f"    if {' and '.join(f'_{name} is None' for name, _ in _ADDRESS_COLUMNS if name in _ADDRESS_TEST)}:")
+    lines.append("        address = None")
+    lines.append("    else:")
+    make("address", Address, address, indent="        ")
+    lines.append(f"    if {value('activity_number')}:")
+    make("incident", Incident, [(name, value(column)) for name, column in _INCIDENT_COLUMNS], indent="        ")
+    lines.append("    else:")
+    lines.append("        incident = None")
+    make("record", SourceRecord, [
+        ("source", "source"), ("record_id", value("record_id")), ("owner", "owner"), ("kind", "kind"),
+        ("status", f"STATUSES[{value('status')}]"), ("role", f"ROLES[{value('role')}]"),
+        ("person", "person"), ("address", "address"), ("incident", "incident"),
+        ("restrictions", f"RESTRICTIONS[{value('restrictions')}]"),
+        ("protected_classes", f"PROTECTED_CLASSES[{value('protected_classes')}]"),
+        ("narrative", value("narrative")), ("photo_id", value("photo_id")), ("score", "score"),
+    ])
+    lines.append("    return record")
+    names = {
+        "new": object.__new__, "PersonDetails": PersonDetails, "Address": Address, "Incident": Incident,
+        "SourceRecord": SourceRecord, "STATUSES": _STATUSES, "ROLES": _ROLES, "RESTRICTIONS": _RESTRICTIONS,
+        "PROTECTED_CLASSES": _PROTECTED_CLASSES,
+    }
+    exec("\n".join(lines), names)  # noqa: S102 - our own text, from field and column names only
+    return names["convert"]  # type: ignore[no-any-return]
+
+
+def _columns_of(row: Any) -> frozenset[str]:
+    held = getattr(row, "_fields", None)  # a named tuple; else a mapped instance
+    return frozenset(held if held is not None else row.__table__.columns.keys())
 
 
 def to_source_record(row: Any, *, source: SourceSystem, owner: str, kind: str, score: int) -> SourceRecord:
     """A row (columns by name: ORM instance or named tuple) -> the domain's SourceRecord (all the source holds)."""
-    has_address = not (
-        row.street_number is None and row.street_name is None and row.city is None and row.state is None
-        and row.postal_code is None and row.country is None and row.phone is None
-    )
-    return SourceRecord(
-        source=source,
-        record_id=row.record_id,
-        owner=owner,
-        kind=kind,
-        status=_member(RecordStatus, row.status),
-        role=_member(PersonRole, row.role),
-        person=PersonDetails(
-            given_name=row.given_name,
-            middle_name=row.middle_name,
-            surname=row.surname,
-            birth_date=row.birth_date,
-            height_inches=row.height_inches,
-            weight_pounds=row.weight_pounds,
-            eye_color=row.eye_color,
-            hair_color=row.hair_color,
-            birthplace_country=row.birthplace_country,
-            ssn=row.ssn,
-            passport=row.passport,
-            a_number=getattr(row, "a_number", None),
-            driver_license=row.driver_license,
-            driver_license_state=row.driver_license_state,
-            encounter_id=getattr(row, "encounter_id", None),
-            sex=row.sex,
-            race=row.race,
-        ),
-        address=Address(
-            street_number=row.street_number,
-            street_name=row.street_name,
-            secondary_unit=row.secondary_unit,
-            city=row.city,
-            state=row.state,
-            postal_code=row.postal_code,
-            country=row.country,
-            phone=row.phone,
-        )
-        if has_address
-        else None,
-        incident=Incident(row.activity_number, row.activity_description, row.activity_date)
-        if row.activity_number
-        else None,
-        restrictions=_members(RestrictionCategory, row.restrictions),
-        protected_classes=_members(ProtectedClass, row.protected_classes),
-        narrative=row.narrative,
-        photo_id=getattr(row, "photo_id", None),
-        score=score,
-    )
+    return record_converter(_columns_of(row))(row, source, owner, kind, score)
 
 
 @dataclass(frozen=True)
@@ -229,6 +288,10 @@ class PersonRecordAdapter:
         self._sessions = sessionmaker(engine, expire_on_commit=False)  # fetch(): one row, rare
         self._statements = Statements(engine)  # one table, one engine: its query shapes' SQL
         self.fields = supported_fields(self.schema)
+        # What a search reads of a row: the record's columns (+ those its criteria check).
+        table = self.schema.model.__table__  # type: ignore[attr-defined]
+        self._columns = tuple(c.key for c in table.columns if c.key not in MATCH_KEY_COLUMNS and not c.primary_key)
+        self._convert = record_converter(frozenset(self._columns))
 
     def kind_of(self, row: Any) -> str:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -241,15 +304,17 @@ class PersonRecordAdapter:
             predicates = compile_query(read, self.schema, query)
             if predicates is None:
                 return []
-            rows = read_matches(read, self.schema, predicates, limit)
+            rows = read_matches(read, self.schema, predicates, limit, self._columns)
         found = []
+        convert, system, owner, kind_of = self._convert, self.system, self.owner, self.kind_of
         for row in rows:
             score = combined_score(predicates, row)
             if score is None:  # SQL and Python disagree: trust the stricter
                 log.warning("%s: a row the database matched failed the row check", self.system)
                 continue
-            found.append(self._record(row, score))
-        found.sort(key=lambda r: -r.score)  # stable: ties keep the database's row order
+            found.append(convert(row, system, owner, kind_of(row), score))
+        if len(found) > 1:
+            found.sort(key=_BY_SCORE, reverse=True)  # stable, also reversed: ties keep the database's row order
         return found
 
     def fetch(self, record_id: str) -> SourceRecord | None:
@@ -262,6 +327,10 @@ class PersonRecordAdapter:
         with self._engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return True
+
+    def close(self) -> None:
+        """Give back the connections kept between searches (the hub does, before disposing the engine)."""
+        self._statements.close()
 
     def _record(self, row: Any, score: int) -> SourceRecord:
         return to_source_record(row, source=self.system, owner=self.owner, kind=self.kind_of(row), score=score)

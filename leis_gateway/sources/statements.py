@@ -7,20 +7,31 @@ per engine and a search only binds its values and runs the SQL on a raw DB-API c
 are never cached: every call asks the database.
 
 Connections come from the engine's pool, so SQLite's deadline interruption (installed on each
-new connection by `base.create_source_engine`) applies here too.
+new connection by `base.create_source_engine`) applies here too. On SQLite a few of them stay
+with the statements between calls (checking one out of the pool and back cost a search as much
+as its query): a connection that only read holds no transaction and nothing else of the call.
 """
 from __future__ import annotations
 
 import threading
+from json import loads as _loads
 from collections import namedtuple
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Sequence
+from operator import itemgetter
 from typing import Any, Protocol
 
-from sqlalchemy import BindParameter, Connection, Engine, Select, bindparam
+from sqlalchemy import BindParameter, Connection, Date, Engine, Integer, Select, String, bindparam, func
 from sqlalchemy.orm import Session
 
 MAX_SHAPES = 500  # compiled statements kept per engine (oldest dropped first)
+# SQLite: a row of at least PACKED_COLUMNS columns, all of these types, comes as one JSON array.
+# Python's sqlite3 (3.11) lets go of the GIL around every column it reads: with the fan-out's
+# other source searching on another thread, each is a hand-over of the GIL, which cost a search
+# more than the rest of its work. One value a row, the same values: strings, integers (stored
+# as integers: JSON holds them exactly) and dates (stored as ISO text) come back as they are.
+PACKED_COLUMNS = 4
+_PACKABLE = (String, Integer, Date)
+KEPT_CONNECTIONS = 8  # SQLite: pooled connections kept between calls, at most (the pool's own size)
 
 Binds = Sequence[BindParameter[Any]]
 Build = Callable[[Binds], Select[Any]]  # the statement of a shape, its values bound as given
@@ -53,19 +64,43 @@ class Statements:
         self._engine = engine
         self._compiled: dict[Hashable, _Compiled] = {}
         self._lock = threading.Lock()
+        # Connections (each with its cursor) between calls (list.pop/append are atomic): SQLite
+        # only. A server's connection (PostgreSQL) goes back to the pool, which ends its
+        # transaction and checks it before its next use.
+        self._kept: list[tuple[Any, Any]] = []
+        self._keep = KEPT_CONNECTIONS if engine.dialect.name == "sqlite" else 0
 
-    @contextmanager
-    def reading(self) -> Iterator[Reader]:
-        """A `Reader` over one pooled connection, given back when the block ends."""
+    def reading(self) -> _Reading:
+        """`with statements.reading() as read:` a `Reader` over one pooled connection for the block."""
+        return _Reading(self)
+
+    def close(self) -> None:
+        """Give the kept connections back to the pool (before it is disposed)."""
+        while self._kept:
+            try:
+                connection, cursor = self._kept.pop()
+            except IndexError:
+                break
+            _close(connection, cursor)
+
+    def _checkout(self) -> tuple[Any, Any]:
+        """A connection and a cursor on it: kept ones, else from the pool."""
+        try:
+            return self._kept.pop()
+        except IndexError:
+            pass
         connection = self._engine.raw_connection()
         try:
-            cursor = connection.cursor()
-            try:
-                yield lambda shape, build, values: self._get(shape, build, values).run(cursor, values)
-            finally:
-                cursor.close()
-        finally:
+            return connection, connection.cursor()
+        except BaseException:
             connection.close()
+            raise
+
+    def _checkin(self, connection: Any, cursor: Any, failed: bool) -> None:
+        if not failed and len(self._kept) < self._keep and not connection.dbapi_connection.in_transaction:
+            self._kept.append((connection, cursor))
+        else:
+            _close(connection, cursor)
 
     def _get(self, shape: Hashable, build: Build, values: Sequence[Any]) -> _Compiled:
         compiled = self._compiled.get(shape)
@@ -78,11 +113,48 @@ class Statements:
         return compiled
 
 
+def _close(connection: Any, cursor: Any) -> None:
+    try:
+        cursor.close()
+    finally:
+        connection.close()  # back to the pool, which resets it
+
+
+class _Reading:
+    """One block of `Statements.reading`: a connection and its cursor, given back when it ends."""
+
+    __slots__ = ("_statements", "_connection", "_cursor")
+
+    def __init__(self, statements: Statements) -> None:
+        self._statements = statements
+
+    def __enter__(self) -> Reader:
+        self._connection, self._cursor = self._statements._checkout()
+        return self.read
+
+    def read(self, shape: Hashable, build: Build, values: Sequence[Any]) -> Sequence[Any]:
+        return self._statements._get(shape, build, values).run(self._cursor, values)
+
+    def __exit__(self, kind: type[BaseException] | None, *_rest: object) -> None:
+        self._statements._checkin(self._connection, self._cursor, failed=kind is not None)
+
+
+def _packs_rows(dialect: Any) -> bool:
+    """SQLite with its JSON functions built in (3.38+)."""
+    return dialect.name == "sqlite" and getattr(dialect.dbapi, "sqlite_version_info", (0,)) >= (3, 38, 0)
+
+
 class _Compiled:
     """One statement's SQL for a dialect, where each value goes, and how its columns convert."""
 
     def __init__(self, statement: Select[Any], count: int, engine: Engine) -> None:
         dialect = engine.dialect
+        columns = statement.selected_columns
+        self._packed = _packs_rows(dialect) and len(columns) >= PACKED_COLUMNS and all(
+            isinstance(c.type, _PACKABLE) for c in columns
+        )
+        if self._packed:  # the same statement, its columns in one JSON array (see PACKED_COLUMNS)
+            statement = statement.with_only_columns(func.json_array(*columns))
         compiled = statement.compile(dialect=dialect)
         if "__[POSTCOMPILE_" in compiled.string:  # e.g. an `in_()` of a list: bind each value instead
             raise ValueError("a statement with parameters expanded at execution cannot be reused")
@@ -95,24 +167,42 @@ class _Compiled:
              compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
             for name in names or ()
         ]
-        columns = statement.selected_columns
+        # The common case: each parameter is one of our values as it is, in order. Otherwise the
+        # parameters are picked from our values followed by the statement's constants (e.g. an
+        # OFFSET 0), then converted where the dialect says so (e.g. a date for SQLite).
+        self._as_given = [position for position, _, _ in self._slots] == list(range(count)) and all(
+            process is None for _, _, process in self._slots
+        )
+        self._constants = tuple(default for position, default, _ in self._slots if position is None)
+        constant = iter(range(count, count + len(self._constants)))
+        picks = [position if position is not None else next(constant) for position, _, _ in self._slots]
+        self._pick = itemgetter(*picks) if len(picks) > 1 else (lambda given: tuple(given[i] for i in picks))
+        self._processes = [(i, process) for i, (_, _, process) in enumerate(self._slots) if process is not None]
         self._row = namedtuple("Row", [c.key for c in columns], rename=True)  # type: ignore[misc]
         processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
         self._convert = [(i, p) for i, p in enumerate(processors) if p is not None]
 
     def run(self, cursor: Any, values: Sequence[Any]) -> list[Any]:
-        params = []
-        for position, default, process in self._slots:
-            value = default if position is None else values[position]
-            params.append(value if process is None else process(value))
+        if self._as_given:
+            params: Sequence[Any] = values
+        else:
+            params = self._pick((*values, *self._constants))
+            if self._processes:
+                params = list(params)
+                for i, process in self._processes:
+                    params[i] = process(params[i])
         cursor.execute(self.sql, params if self._names is None else dict(zip(self._names, params)))
         make = self._row._make
+        fetched = cursor.fetchall()
+        if self._packed:
+            fetched = [_loads(packed) for (packed,) in fetched]
         if not self._convert:
-            return [make(row) for row in cursor.fetchall()]
+            return list(map(make, fetched))
         rows = []
-        for raw in cursor.fetchall():
+        convert = self._convert
+        for raw in fetched:
             row = list(raw)
-            for i, process in self._convert:
+            for i, process in convert:
                 row[i] = process(row[i])
             rows.append(make(row))
         return rows
