@@ -157,7 +157,11 @@ def jaro_winkler(a: str, b: str) -> float:
     if not matches:
         return 0.0
     transpositions = sum(map(ne, a_seq, compress(b, b_matched))) / 2
-    jaro = (matches / la + matches / lb + (matches - transpositions) / matches) / 3
+    return _winkler((matches / la + matches / lb + (matches - transpositions) / matches) / 3, a, b)
+
+
+def _winkler(jaro: float, a: str, b: str) -> float:
+    """Winkler's lift of a Jaro similarity for a common prefix (up to 4 letters)."""
     prefix = 0
     for x, y in zip(a[:4], b[:4]):
         if x != y:
@@ -226,10 +230,4 @@ def _jaro_winkler_bound(a: str, b: str, shared: int) -> float:
     matches = min(la, lb, shared)  # each match pairs a letter of `a` with an equal one of `b`
     if not matches:
         return 0.0
-    jaro = (matches / la + matches / lb + 1) / 3  # no transpositions at best
-    prefix = 0
-    for x, y in zip(a[:4], b[:4]):
-        if x != y:
-            break
-        prefix += 1
-    return jaro + prefix * 0.1 * (1 - jaro)
+    return _winkler((matches / la + matches / lb + 1) / 3, a, b)  # no transpositions at best
