@@ -702,16 +702,10 @@ def _build_person(entity: etree._Element, shape: _Shape, v: _Mark) -> None:
         birth = _el(node, NC, "PersonBirthDate")
         _el(birth, NC, "Date", v(lambda r, p, ids: r.person.birth_date.isoformat()))
     # an unknown colour code goes out as text rather than making the message invalid
-    if shape.eye is not None:
-        if shape.eye:
-            _el(node, NC, "PersonEyeColorCode", v(lambda r, p, ids: r.person.eye_color.strip().upper()))
-        else:
-            _el(node, NC, "PersonEyeColorText", v(lambda r, p, ids: r.person.eye_color))
-    if shape.hair is not None:
-        if shape.hair:
-            _el(node, NC, "PersonHairColorCode", v(lambda r, p, ids: r.person.hair_color.strip().upper()))
-        else:
-            _el(node, NC, "PersonHairColorText", v(lambda r, p, ids: r.person.hair_color))
+    for local, attribute, is_code in (("PersonEyeColor", "eye_color", shape.eye),
+                                      ("PersonHairColor", "hair_color", shape.hair)):
+        if is_code is not None:
+            _el(node, NC, local + ("Code" if is_code else "Text"), v(_colour(attribute, is_code)))
     if shape.height:
         _measure(node, "PersonHeightMeasure", v(lambda r, p, ids: r.person.height_inches), "LengthUnitCode", "INH")
     if shape.given_name or shape.middle_name or shape.surname:
@@ -742,6 +736,13 @@ def _build_person(entity: etree._Element, shape: _Shape, v: _Mark) -> None:
         augmentation = _el(node, DIGEST, "PersonAugmentation")
         for n in range(a_numbers):
             _identification(augmentation, IM, "AlienNumber", v(_nth(QueryField.A_NUMBER, n)))
+
+
+def _colour(attribute: str, is_code: bool) -> _Getter:
+    """The getter of a colour: the NCIC code as the list spells it, else the source's own text."""
+    if is_code:
+        return lambda r, p, ids: getattr(r.person, attribute).strip().upper()
+    return lambda r, p, ids: getattr(r.person, attribute)
 
 
 def _build_location(digest: etree._Element, entity_id: str, location_id: str, residence: _Residence | None,
