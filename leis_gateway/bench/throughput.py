@@ -55,6 +55,7 @@ ROUNDS = 2
 RATIO_TARGET = 0.5
 TAIL_TARGET = 3.0
 SCALE_TARGET = 1.25  # 2 workers vs 1: more than a quarter better (see docs/performance.md)
+STEAL_NOTICE = 0.1  # cores taken by the hypervisor during a window beyond which the run is said to be disturbed
 
 # demo subjects by name and birth date (S1, S2, S3, S4, S5, S6, S7): released, withheld, or refused
 DEMO_SUBJECTS = (
@@ -126,6 +127,7 @@ class Phase:
     server_cpu: float  # seconds of CPU, server process(es), during the window
     client_cpu: float  # seconds of CPU, load generator processes, during the window
     machine_cpu: float = 0.0  # seconds of CPU, every process on the machine, during the window
+    stolen: float = 0.0  # seconds the hypervisor ran something else while this VM had work (steal)
 
     @property
     def rate(self) -> float:
@@ -215,10 +217,12 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def _machine_cpu_seconds() -> float:
-    """Busy CPU time of the whole machine so far (Linux /proc/stat: everything but idle and iowait)."""
+def _machine_cpu_seconds() -> tuple[float, float]:
+    """CPU time of the whole machine so far (Linux /proc/stat): busy (everything but idle, iowait
+    and steal), and stolen (the hypervisor gave this VM's cores to another guest meanwhile)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:7]) - fields[3] - fields[4]) / tick, fields[7] / tick
 
 
 def load(name: str, url: str, pid: int, pki: Path, envelopes: Sequence[bytes], duration: float,
@@ -238,14 +242,17 @@ def load(name: str, url: str, pid: int, pki: Path, envelopes: Sequence[bytes], d
         time.sleep(0.005)
     server_before, machine_before = _cpu_seconds(pid), _machine_cpu_seconds()
     collected = [results.get(timeout=duration + 120) for _ in children]
-    server_cpu, machine_cpu = _cpu_seconds(pid) - server_before, _machine_cpu_seconds() - machine_before
+    machine_after = _machine_cpu_seconds()
+    server_cpu = _cpu_seconds(pid) - server_before
+    machine_cpu, stolen = (after - before for after, before in zip(machine_after, machine_before))
     for child in children:
         child.join()
     done = [d for part, _, _ in collected for d in part if d[0] <= end_at]
     exhausted = any(e for _, e, _ in collected)
     last = max((d[0] for d in done), default=end_at) if exhausted else end_at
     return Phase(name, sum(1 for d in done if d[2]), sum(1 for d in done if not d[2]), max(last - start_at, 1e-3),
-                 [d[1] for d in done if d[2]], exhausted, server_cpu, sum(c for _, _, c in collected), machine_cpu)
+                 [d[1] for d in done if d[2]], exhausted, server_cpu, sum(c for _, _, c in collected), machine_cpu,
+                 stolen)
 
 
 # --- the floor process -----------------------------------------------------------------------
@@ -287,7 +294,7 @@ def _combine(name: str, phases: list[Phase]) -> Phase:
     return Phase(name, sum(p.completed for p in phases), sum(p.errors for p in phases),
                  sum(p.seconds for p in phases), [x for p in phases for x in p.latencies],
                  any(p.exhausted for p in phases), sum(p.server_cpu for p in phases),
-                 sum(p.client_cpu for p in phases), sum(p.machine_cpu for p in phases))
+                 sum(p.client_cpu for p in phases), sum(p.machine_cpu for p in phases), sum(p.stolen for p in phases))
 
 
 def run(context: Context) -> list[Figure]:
@@ -319,7 +326,11 @@ def run(context: Context) -> list[Figure]:
                     measured[name].append(phase)
                     context.say(f"[bench]   round {r + 1} {name}: {phase.rate:.0f} req/s, p50 "
                                 f"{phase.percentile(0.5) * 1000:.1f} ms, p99 {phase.percentile(0.99) * 1000:.1f} ms, "
-                                f"errors {phase.errors}")
+                                f"errors {phase.errors}, steal {phase.stolen / phase.seconds:.2f}")
+                    if phase.stolen / phase.seconds > STEAL_NOTICE:
+                        context.notes.append(
+                            f"round {r + 1} {name}: the host took {phase.stolen / phase.seconds:.2f} of this VM's "
+                            "cores (steal): the figures of this run are disturbed; run again on a quiet host")
     finally:
         signer.close()
     return figures({name: _combine(name, phases) for name, phases in measured.items()}, measured, clients, duration)
@@ -336,7 +347,8 @@ def _phase_text(p: Phase) -> str:
     return (f"{p.rate:.0f} req/s, p50 {_ms(p.percentile(0.5))}, p99 {_ms(p.percentile(0.99))}, "
             f"{p.completed} answers, {p.errors} errors; CPU per request: server {cpu:.1f} ms, "
             f"load generator {client:.1f} ms; cores busy: server {p.server_cpu / p.seconds:.2f}, "
-            f"load generator {p.client_cpu / p.seconds:.2f}, everything else {other:.2f}")
+            f"load generator {p.client_cpu / p.seconds:.2f}, everything else {other:.2f}, "
+            f"taken by the host (steal) {p.stolen / p.seconds:.2f}")
 
 
 def figures(total: dict[str, Phase], rounds: dict[str, list[Phase]], clients: int, duration: float) -> list[Figure]:
