@@ -55,7 +55,10 @@ ROUNDS = 2
 RATIO_TARGET = 0.5
 TAIL_TARGET = 3.0
 SCALE_TARGET = 1.25  # 2 workers vs 1: more than a quarter better (see docs/performance.md)
-STEAL_NOTICE = 0.1  # cores taken by the hypervisor during a window beyond which the run is said to be disturbed
+# Cores taken by the hypervisor (steal) during a floor window beyond which the run is said to be
+# disturbed. Only the floor's: on a VM whose disk is emulated by the host (Firecracker here), the
+# full path's own audit writes and fsyncs show up as steal too (docs/performance.md, item 19).
+STEAL_NOTICE = 0.1
 
 # demo subjects by name and birth date (S1, S2, S3, S4, S5, S6, S7): released, withheld, or refused
 DEMO_SUBJECTS = (
@@ -327,10 +330,11 @@ def run(context: Context) -> list[Figure]:
                     context.say(f"[bench]   round {r + 1} {name}: {phase.rate:.0f} req/s, p50 "
                                 f"{phase.percentile(0.5) * 1000:.1f} ms, p99 {phase.percentile(0.99) * 1000:.1f} ms, "
                                 f"errors {phase.errors}, steal {phase.stolen / phase.seconds:.2f}")
-                    if phase.stolen / phase.seconds > STEAL_NOTICE:
+                    if name == "floor" and phase.stolen / phase.seconds > STEAL_NOTICE:
                         context.notes.append(
-                            f"round {r + 1} {name}: the host took {phase.stolen / phase.seconds:.2f} of this VM's "
-                            "cores (steal): the figures of this run are disturbed; run again on a quiet host")
+                            f"round {r + 1} floor: the host took {phase.stolen / phase.seconds:.2f} of this VM's "
+                            "cores (steal) while the floor, which does no disk I/O, ran: the figures of this run "
+                            "are disturbed; run again on a quiet host")
     finally:
         signer.close()
     return figures({name: _combine(name, phases) for name, phases in measured.items()}, measured, clients, duration)
