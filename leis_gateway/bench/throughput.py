@@ -130,7 +130,7 @@ class Phase:
     server_cpu: float  # seconds of CPU, server process(es), during the window
     client_cpu: float  # seconds of CPU, load generator processes, during the window
     machine_cpu: float = 0.0  # seconds of CPU, every process on the machine, during the window
-    stolen: float = 0.0  # seconds the hypervisor ran something else while this VM had work (steal)
+    stolen: float = 0.0  # seconds of steal: the host ran other guests, or its own work for this VM's disk
 
     @property
     def rate(self) -> float:
@@ -222,7 +222,8 @@ def _cpu_seconds(pid: int) -> float:
 
 def _machine_cpu_seconds() -> tuple[float, float]:
     """CPU time of the whole machine so far (Linux /proc/stat): busy (everything but idle, iowait
-    and steal), and stolen (the hypervisor gave this VM's cores to another guest meanwhile)."""
+    and steal), and stolen (the host used this VM's cores meanwhile: other guests, or its work for
+    this VM's disk)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     tick = os.sysconf("SC_CLK_TCK")
     return (sum(fields[:7]) - fields[3] - fields[4]) / tick, fields[7] / tick
@@ -327,12 +328,13 @@ def run(context: Context) -> list[Figure]:
                         context.notes.append(f"{name} round {r + 1} ran out of signed envelopes")
                     rates[name] = max(rates[name], phase.rate)
                     measured[name].append(phase)
+                    steal = phase.stolen / phase.seconds
                     context.say(f"[bench]   round {r + 1} {name}: {phase.rate:.0f} req/s, p50 "
                                 f"{phase.percentile(0.5) * 1000:.1f} ms, p99 {phase.percentile(0.99) * 1000:.1f} ms, "
-                                f"errors {phase.errors}, steal {phase.stolen / phase.seconds:.2f}")
-                    if name == "floor" and phase.stolen / phase.seconds > STEAL_NOTICE:
+                                f"errors {phase.errors}, steal {steal:.2f}")
+                    if name == "floor" and steal > STEAL_NOTICE:
                         context.notes.append(
-                            f"round {r + 1} floor: the host took {phase.stolen / phase.seconds:.2f} of this VM's "
+                            f"round {r + 1} floor: the host took {steal:.2f} of this VM's "
                             "cores (steal) while the floor, which does no disk I/O, ran: the figures of this run "
                             "are disturbed; run again on a quiet host")
     finally:
