@@ -235,3 +235,16 @@ def test_a_configuration_that_cannot_serve_fails_once_before_any_fork(demo_home,
     assert done.returncode == 1
     assert b"cannot start: source databases missing" in done.stderr
     assert b"Traceback" not in done.stderr and b"worker 0 started" not in done.stderr
+
+
+def test_the_workers_connections_send_answers_without_waiting_for_acks():
+    """The supervisor's shared socket hands out connections with TCP_NODELAY, as cheroot's own
+    does: with Nagle's algorithm on, each answer of a keep-alive connection waited for the member's
+    delayed ACK (about 40 ms on Linux), which made two workers slower than one."""
+    from leis_gateway.workers import bind_listener
+
+    with contextlib.closing(bind_listener("127.0.0.1", 0)) as listener, socket.socket() as member:
+        member.connect(listener.getsockname())
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
