@@ -54,6 +54,7 @@ class Settings:
     partner_max_response_bytes: int = 16_000_000
     # --- operations (observability/, workers.py, docs/operations.md) ---------------------------
     workers: int = 1  # serving processes; more than 1: a pre-fork supervisor (workers.py)
+    pin_workers: bool = True  # several workers: each runs on one CPU of its own (workers.py, pin_to_cpu)
     metrics_port: int | None = None  # also serve /metrics in plain HTTP here (for a local Prometheus)
     metrics_host: str = "127.0.0.1"  # where the plain-HTTP metrics port listens (keep it loopback)
     endpoint_metrics: bool = True  # /metrics on the endpoint port too (mutual TLS: any certificate of the CA)
@@ -144,6 +145,7 @@ class Settings:
                 env.get("LEIS_PARTNER_MAX_RESPONSE_BYTES", defaults.partner_max_response_bytes)
             ),
             workers=int(env.get("LEIS_WORKERS") or defaults.workers),
+            pin_workers=env.get("LEIS_PIN_WORKERS", "1") not in ("0", "false", "no"),
             metrics_port=int(env["LEIS_METRICS_PORT"]) if env.get("LEIS_METRICS_PORT") else None,
             metrics_host=env.get("LEIS_METRICS_HOST") or defaults.metrics_host,
             endpoint_metrics=env.get("LEIS_ENDPOINT_METRICS", "1") not in ("0", "false", "no"),
@@ -193,6 +195,7 @@ ENVIRONMENT: dict[str, str] = {
     "internal_host": "LEIS_INTERNAL_HOST", "internal_port": "LEIS_INTERNAL_PORT",
     "internal_public_url": "LEIS_INTERNAL_PUBLIC_URL", "partner_timeout_seconds": "LEIS_PARTNER_TIMEOUT",
     "partner_max_response_bytes": "LEIS_PARTNER_MAX_RESPONSE_BYTES", "workers": "LEIS_WORKERS",
+    "pin_workers": "LEIS_PIN_WORKERS",
     "metrics_port": "LEIS_METRICS_PORT", "metrics_host": "LEIS_METRICS_HOST",
     "endpoint_metrics": "LEIS_ENDPOINT_METRICS", "log_format": "LEIS_LOG_FORMAT", "log_level": "LEIS_LOG_LEVEL",
 }

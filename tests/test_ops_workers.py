@@ -157,6 +157,11 @@ def _wait_for(condition, timeout: float = 10.0, what: str = "condition"):
 def test_two_workers_serve_count_restart_and_stop(demo_home, tmp_path):
     with supervisor(demo_home, tmp_path) as (proc, client, metrics_url, log_path):
         workers = _wait_for(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid), what="two workers")
+        # each worker keeps to a CPU of its own (LEIS_PIN_WORKERS, on by default)
+        cpus = sorted(os.sched_getaffinity(0))
+        one_each = {frozenset({cpu}) for cpu in cpus[:2]} if len(cpus) > 1 else None
+        if one_each:
+            assert {frozenset(os.sched_getaffinity(pid)) for pid in workers} == one_each
         message = search((QueryField.SURNAME, "DOE"), (QueryField.BIRTH_DATE, "1975-04-12"))
         canary = search((QueryField.SURNAME, CANARY), (QueryField.BIRTH_DATE, "1962-02-02"))
 
@@ -196,6 +201,8 @@ def test_two_workers_serve_count_restart_and_stop(demo_home, tmp_path):
         replaced = _wait_for(lambda: (c := _children(proc.pid)) and len(c) == 2 and victim not in c and c,
                              what="a replacement worker")
         assert len(replaced & workers) == 1
+        if one_each:  # the replacement takes its slot's CPU
+            assert {frozenset(os.sched_getaffinity(pid)) for pid in replaced} == one_each
         text = _wait_for(lambda: (t := _scrape(metrics_url)) and
                          (_series(t, "leis_worker_restarts_total", worker="0") +
                           _series(t, "leis_worker_restarts_total", worker="1")) == 1 and t, what="restart counted")
