@@ -188,7 +188,7 @@ def serve_single(settings: Settings) -> int:
 
 def pin_to_cpu(index: int) -> int | None:
     """Keep this process on one CPU: the `index`-th of those it may use, round robin. Returns
-    that CPU, or None where there is one CPU only or the platform cannot pin.
+    that CPU, or None where there is one CPU only or the platform does not let it pin.
 
     Call it while the process has one thread (a fresh fork): threads started later inherit it.
     Why: a worker is bound by its GIL, which its threads hand to each other at every blocking call;
@@ -202,7 +202,10 @@ def pin_to_cpu(index: int) -> int | None:
     if len(cpus) < 2:
         return None
     cpu = cpus[index % len(cpus)]
-    os.sched_setaffinity(0, {cpu})
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:  # e.g. a container that forbids it: serve unpinned
+        return None
     return cpu
 
 
