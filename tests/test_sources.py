@@ -519,13 +519,13 @@ def test_searches_keep_a_few_connections_and_the_hub_gives_them_back(home: Path)
 def test_rows_packed_as_json_are_the_rows_read_column_by_column(
     home: Path, hub: PrimeHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """SQLite rows come as one JSON array each (see `statements.PACKED_COLUMNS`): every record,
-    every value, the same as reading the columns one by one."""
+    """A SQLite result comes as one JSON value (see `statements.PACK_RESULTS`): every record, every
+    value, in the same order, as reading the rows and their columns one by one."""
     everyone = [Query((c(F.BIRTH_DATE, "1900-01-01", M.GE),)), Query((c(F.SURNAME, "DOH", M.FUZZY),))]
     packed = [[a.search(q, 100_000) for a in hub.adapters] for q in everyone]
     assert all(a._statements._compiled and all(  # type: ignore[attr-defined]
         x._packed for shape, x in a._statements._compiled.items() if shape[0] == "matches") for a in hub.adapters)
-    monkeypatch.setattr(statements, "PACKED_COLUMNS", 10_000)
+    monkeypatch.setattr(statements, "PACK_RESULTS", False)
     with open_hub(home) as plain_hub:
         plain = [[a.search(q, 100_000) for a in plain_hub.adapters] for q in everyone]
         assert not any(x._packed for a in plain_hub.adapters for x in a._statements._compiled.values())  # type: ignore[attr-defined]

@@ -20,16 +20,20 @@ from collections.abc import Callable, Hashable, Sequence
 from operator import itemgetter
 from typing import Any, Protocol
 
-from sqlalchemy import BindParameter, Connection, Date, Engine, Integer, Select, String, bindparam, func
+from sqlalchemy import BindParameter, Connection, Date, Engine, Integer, Select, String, bindparam, func, select
 from sqlalchemy.orm import Session
 
 MAX_SHAPES = 500  # compiled statements kept per engine (oldest dropped first)
-# SQLite: a row of at least PACKED_COLUMNS columns, all of these types, comes as one JSON array.
-# Python's sqlite3 (3.11) lets go of the GIL around every column it reads: with the fan-out's
-# other source searching on another thread, each is a hand-over of the GIL, which cost a search
-# more than the rest of its work. One value a row, the same values: strings, integers (stored
-# as integers: JSON holds them exactly) and dates (stored as ISO text) come back as they are.
-PACKED_COLUMNS = 4
+# SQLite: a result whose columns are all of these types comes back as one value, a JSON array of
+# its rows (each a JSON array of its columns). Python's sqlite3 (3.11) lets go of the GIL around
+# every step, every row and every column it reads: under load each is a chance for another thread
+# to take the GIL, and getting it back costs a hand-over between CPUs (docs/performance.md, the
+# sixth round). One value a query, the same values in the same order: strings, integers (stored
+# as integers: JSON holds them exactly) and dates (stored as ISO text) come back as they are, and
+# SQLite keeps a FROM subquery's ORDER BY for an order-sensitive aggregate such as
+# json_group_array (select.c: "the outer query uses an aggregate function other than count(),
+# min(), or max()").
+PACK_RESULTS = True
 _PACKABLE = (String, Integer, Date)
 KEPT_CONNECTIONS = 8  # SQLite: pooled connections kept between calls, at most (the pool's own size)
 
@@ -150,11 +154,10 @@ class _Compiled:
     def __init__(self, statement: Select[Any], count: int, engine: Engine) -> None:
         dialect = engine.dialect
         columns = statement.selected_columns
-        self._packed = _packs_rows(dialect) and len(columns) >= PACKED_COLUMNS and all(
-            isinstance(c.type, _PACKABLE) for c in columns
-        )
-        if self._packed:  # the same statement, its columns in one JSON array (see PACKED_COLUMNS)
-            statement = statement.with_only_columns(func.json_array(*columns))
+        self._packed = PACK_RESULTS and _packs_rows(dialect) and all(isinstance(c.type, _PACKABLE) for c in columns)
+        if self._packed:  # the same statement's rows in one JSON value (see PACK_RESULTS)
+            rows = statement.with_only_columns(func.json_array(*columns).label("row")).subquery()
+            statement = select(func.json_group_array(func.json(rows.c.row)))  # json(): stays an array, not text
         compiled = statement.compile(dialect=dialect)
         if "__[POSTCOMPILE_" in compiled.string:  # e.g. an `in_()` of a list: bind each value instead
             raise ValueError("a statement with parameters expanded at execution cannot be reused")
@@ -193,9 +196,7 @@ class _Compiled:
                     params[i] = process(params[i])
         cursor.execute(self.sql, params if self._names is None else dict(zip(self._names, params)))
         make = self._row._make
-        fetched = cursor.fetchall()
-        if self._packed:
-            fetched = [_loads(packed) for (packed,) in fetched]
+        fetched = _loads(cursor.fetchone()[0]) if self._packed else cursor.fetchall()
         if not self._convert:
             return list(map(make, fetched))
         rows = []
