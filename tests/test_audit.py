@@ -293,6 +293,18 @@ def test_canonical_metadata_bytes_are_stable() -> None:
         "40da22768582f02f52e075fb35df42a947d78cbc0e918261c0c35bb64d73c084")
 
 
+@pytest.mark.parametrize("size", [0, 1, 2046, 2047, 2048, 4095, 19_000])
+def test_row_hash_of_a_large_ciphertext_is_the_documented_sha256_chain(size: int) -> None:
+    """The chain hashes a ciphertext in pieces (so that hashlib keeps the GIL): the row hash must be
+    the same SHA-256 construction as a plain one-shot hashing of every part."""
+    from leis_gateway.audit import chain
+
+    meta, nonce, ciphertext, prev = b'{"v":1}', os.urandom(12), os.urandom(size), "ab" * 32
+    parts = (meta, nonce, hashlib.sha256(ciphertext).digest(), prev.encode("ascii"))
+    expected = hashlib.sha256(b"".join(len(p).to_bytes(8, "big") + p for p in parts)).hexdigest()
+    assert chain.row_hash(meta, nonce, ciphertext, prev) == expected
+
+
 # Each search filter of `leis-gateway audit search` that picks out few rows, and the index that
 # answers it (audit/models.py). `--direction inbound|outbound` and `--operation` match a large share
 # of the rows and read the table in chain order up to the limit instead.

@@ -19,6 +19,13 @@ CANON_VERSION = 1
 # building an encoder per call (the same bytes: tests/test_audit.py checks it).
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
 
+# Python 3.11's hashlib lets go of the GIL to look the algorithm up for every new hash object, and
+# to hash 2 KB or more at once: in a loaded server each is a hand-over of the GIL between threads,
+# dearer than the hashing (docs/performance.md, the sixth round). So new objects are copies of
+# this one, and a message's ciphertext is hashed in pieces below that size.
+_SHA256 = hashlib.sha256()
+_PIECE = 2047
+
 
 def _time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
@@ -98,8 +105,17 @@ def metadata_of(row: AuditMessage, disclosures: Iterable[Sequence[str]]) -> byte
 
 
 def row_hash(metadata: bytes, nonce: bytes, ciphertext: bytes, prev_hash: str) -> str:
-    h = hashlib.sha256()
-    for part in (metadata, nonce, hashlib.sha256(ciphertext).digest(), prev_hash.encode("ascii")):
+    h = _SHA256.copy()
+    for part in (metadata, nonce, sha256_digest(ciphertext), prev_hash.encode("ascii")):
         h.update(len(part).to_bytes(8, "big"))  # length-prefixed: no ambiguity between parts
         h.update(part)
     return h.hexdigest()
+
+
+def sha256_digest(data: bytes) -> bytes:
+    """hashlib.sha256(data).digest(), keeping the GIL (see _SHA256)."""
+    h = _SHA256.copy()
+    view = memoryview(data)
+    for start in range(0, len(view), _PIECE):
+        h.update(view[start : start + _PIECE])
+    return h.digest()

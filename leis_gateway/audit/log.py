@@ -158,6 +158,40 @@ class _Statements:
         self.purge_replays = _Statement(delete(_REPLAY).where(_REPLAY.c.expires <= bindparam("now")), dialect)
 
 
+class _Rows:
+    """The rows one write transaction appends: its DBAPI cursor, and the chain head as its rows
+    move it, read (and locked) before the first and written back once after the last.
+
+    Why: a group commit appends several rows in one transaction; a read and an update of the head
+    per row cost two statements each, and every statement gives the GIL away several times
+    (docs/performance.md, the sixth round).
+    """
+
+    __slots__ = ("cursor", "_sql", "_head", "_moved")
+
+    def __init__(self, cursor: Cursor, sql: _Statements) -> None:
+        self.cursor = cursor
+        self._sql = sql
+        self._head: tuple[int, bytes] | None = None
+        self._moved = False
+
+    def head(self) -> tuple[int, bytes]:
+        """(id, hash) of the last row of the chain, this transaction's rows included."""
+        if self._head is None:
+            self._head = tuple(self._sql.head.run(self.cursor).fetchone())  # type: ignore[assignment]
+        return self._head  # type: ignore[return-value]
+
+    def moved_to(self, row_id: int, row_hash: bytes) -> None:
+        self._head, self._moved = (row_id, row_hash), True
+
+    def finish(self) -> None:
+        """Write the head back (before the commit) if a row was appended."""
+        if self._moved:
+            last_id, last_hash = self._head  # type: ignore[misc]
+            self._sql.update_head.run(self.cursor, {"last_id": last_id, "last_hash": last_hash})
+            self._moved = False
+
+
 class _Writers:
     """One writer at a time: a thread lock within the process, an `flock` on `<database>-writer`
     across processes (SQLite only).
@@ -454,7 +488,7 @@ class AuditLog:
             raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from exc
 
     @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[Cursor]:
+    def _write(self, durable: bool = True) -> Iterator[_Rows]:
         """One write transaction of the per-message writes (`record`, `remember_once`), on the DBAPI
         cursor of their own connection (`_writer_connection`, `_Statement`).
 
@@ -470,7 +504,9 @@ class AuditLog:
                     try:
                         if self._sqlite_file is not None:
                             begin_sqlite_write(cursor.execute, connection.info, durable=durable)
-                        yield cursor
+                        rows = _Rows(cursor, self._sql)
+                        yield rows
+                        rows.finish()
                     finally:
                         cursor.close()
                     self._check_sqlite_file(connection)
@@ -523,7 +559,7 @@ class AuditLog:
 
     def _append(
         self,
-        cursor: Cursor,
+        rows: _Rows,
         entry: AuditEntry,
         raw: bytes,
         *,
@@ -532,12 +568,12 @@ class AuditLog:
     ) -> int:
         """Append one row at the chain head; the caller's transaction holds the chain lock.
 
-        Fixed statements on the transaction's DBAPI cursor (ORM callers pass `_cursor(session)`):
-        the ORM unit of work, then Core's per-execute work, cost more CPU than the rest of the row
+        Fixed statements on the transaction's DBAPI cursor (ORM callers: `_append_alone`): the ORM
+        unit of work, then Core's per-execute work, cost more CPU than the rest of the row
         (docs/performance.md).
         """
-        sql = self._sql
-        last_id, last_hash = sql.head.run(cursor).fetchone()
+        sql, cursor = self._sql, rows.cursor
+        last_id, last_hash = rows.head()
         row_id = last_id + 1
         at = _utc(entry.at) if entry.at is not None else _now()
         direction = str(Direction(entry.direction))
@@ -576,13 +612,14 @@ class AuditLog:
             sql.disclosure.run_rows(cursor, [  # in _DISCLOSURE_COLUMNS' order
                 [row_id, agreement_id, user_id, system, record_id, elements] for system, record_id, elements in released
             ])
-        sql.update_head.run(cursor, {"last_id": row_id, "last_hash": row_hash})
+        rows.moved_to(row_id, row_hash)
         return row_id
 
-    @staticmethod
-    def _cursor(session: Session) -> Cursor:
-        """The DBAPI cursor of an ORM unit's transaction, for `_append`."""
-        return session.connection().connection.cursor()
+    def _append_alone(self, session: Session, entry: AuditEntry, detail: str) -> None:
+        """A review or admin row (no message) in an ORM unit's transaction."""
+        rows = _Rows(session.connection().connection.cursor(), self._sql)
+        self._append(rows, entry, b"", detail=detail)
+        rows.finish()
 
     # --- writing --------------------------------------------------------------------------
 
@@ -601,10 +638,10 @@ class AuditLog:
         first = None if inbound is None else _message(*inbound)
         entry, raw = _message(entry, raw)
 
-        def work(cursor: Cursor) -> int:
+        def work(rows: _Rows) -> int:
             if first is not None:
-                self._append(cursor, *first)
-            return self._append(cursor, entry, raw, disclosures=disclosures)
+                self._append(rows, *first)
+            return self._append(rows, entry, raw, disclosures=disclosures)
 
         return self._group.run(work, durable)
 
@@ -618,9 +655,9 @@ class AuditLog:
         entry, raw = _message(entry, raw)
         remember = self._remembering(replay_key, expires)
 
-        def work(cursor: Cursor) -> bool:
-            self._append(cursor, entry, raw)
-            return remember(cursor)
+        def work(rows: _Rows) -> bool:
+            self._append(rows, entry, raw)
+            return remember(rows)
 
         return self._group.run(work, False)
 
@@ -634,15 +671,15 @@ class AuditLog:
         """
         return self._group.run(self._remembering(key, expires), False)
 
-    def _remembering(self, key: str, expires: datetime) -> Callable[[Cursor], bool]:
+    def _remembering(self, key: str, expires: datetime) -> Callable[[_Rows], bool]:
         """The replay-key write for the caller's transaction (values taken now, on the caller's thread)."""
-        values = {"key_hash": hashlib.sha256(key.encode("utf-8")).hexdigest(), "expires": _utc(expires), "now": _now()}
+        values = {"key_hash": chain.sha256_digest(key.encode("utf-8")).hex(), "expires": _utc(expires), "now": _now()}
         purge = self._replay_purge_due()
 
-        def work(cursor: Cursor) -> bool:
-            fresh = self._sql.remember.run(cursor, values).rowcount == 1
+        def work(rows: _Rows) -> bool:
+            fresh = self._sql.remember.run(rows.cursor, values).rowcount == 1
             if purge:
-                self._sql.purge_replays.run(cursor, values)
+                self._sql.purge_replays.run(rows.cursor, values)
             return fresh
 
         return work
@@ -714,11 +751,10 @@ class AuditLog:
             meta = chain.metadata_of(target, _disclosure_triples(target.disclosures))
             key_id, nonce, ciphertext = target.key_id, target.nonce, target.ciphertext
             detail = json.dumps({"row_id": row_id, "reason": reason}, sort_keys=True)
-            self._append(
-                self._cursor(session),
+            self._append_alone(
+                session,
                 AuditEntry(Direction.REVIEW, "audit.show", user_id=reviewer, correlation_id=target.correlation_id),
-                b"",
-                detail=detail,
+                detail,
             )
         return self._sealer.open(key_id, nonce, ciphertext, meta)
 
@@ -762,12 +798,8 @@ class AuditLog:
                     # None: nothing older remains, the checkpoint itself is the first row.
                     first_kept_id=first_kept,
                 )
-            self._append(
-                self._cursor(session),
-                AuditEntry(Direction.ADMIN, "audit.purge", user_id=operator),
-                b"",
-                detail=json.dumps(detail, sort_keys=True),
-            )
+            self._append_alone(session, AuditEntry(Direction.ADMIN, "audit.purge", user_id=operator),
+                               json.dumps(detail, sort_keys=True))
         log.info("audit purge by %s: %d rows before %s", operator, count, before.isoformat())
         return count
 
@@ -861,10 +893,6 @@ class AuditLog:
         report = self.verify() if verify else None
         html_path, csv_path = write_weekly_report(iso_week, Path(out_dir), this_week, last_week, report, tz)
         with self._unit(write=True) as session:
-            self._append(
-                self._cursor(session),
-                AuditEntry(Direction.REVIEW, "audit.report", user_id=reviewer),
-                b"",
-                detail=json.dumps({"week": iso_week, "rows": len(this_week)}, sort_keys=True),
-            )
+            self._append_alone(session, AuditEntry(Direction.REVIEW, "audit.report", user_id=reviewer),
+                               json.dumps({"week": iso_week, "rows": len(this_week)}, sort_keys=True))
         return html_path, csv_path
