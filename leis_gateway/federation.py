@@ -119,8 +119,9 @@ class Federation:
         fan-out may get a little less); default `deadline_seconds`. `on_caller` names sources
         whose calls end by the deadline by themselves (a local SQLite source interrupts its own
         query): one of them runs on the caller's thread, which would otherwise only wait, while
-        the others run on the pool. Two thread hand-offs fewer per request; an answer that
-        arrives after the deadline is still a `Timeout`.
+        the others run on the pool; then the caller also runs those of them no pool thread has
+        started yet. Thread hand-offs fewer per request; an answer that arrives after the
+        deadline is still a `Timeout`.
         """
         started = time.monotonic()
         budget = max(deadline_seconds, 0.0)
@@ -161,6 +162,16 @@ class Federation:
             futures[future] = name
             if time.monotonic() > deadline_at:
                 late_here.add(future)
+            # Help while waiting: a call to such a source that no pool thread has started yet runs
+            # here too (under load the pool's threads wait their turn for the GIL, and each
+            # hand-over between threads costs more than the call; docs/performance.md, the sixth
+            # round). One that a pool thread took runs on there, in parallel as before.
+            for future, name in list(futures.items()):
+                taken = self._pool.take_back(future) if name in on_caller else None
+                if taken is not None:
+                    _execute(future, *taken)
+                    if time.monotonic() > deadline_at:
+                        late_here.add(future)
         _done, late = wait(futures, timeout=max(deadline_at - time.monotonic(), 0.0))
         late |= late_here
         by_name: dict[str, SourceStatus] = dict(refused)
@@ -288,6 +299,20 @@ class WorkerPool:
                 self._started += 1
                 threading.Thread(target=self._work, name=f"{self._name}-{self._started}", daemon=True).start()
         return future
+
+    def take_back(self, future: Future) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
+        """The call of `future`, taken out of the queue for the caller to run, if no worker has
+        started it yet (the future is then running); None if one has."""
+        with self._cv:
+            for i, (queued, fn, args) in enumerate(self._tasks):
+                if queued is future:
+                    del self._tasks[i]
+                    break
+            else:
+                return None
+        if not future.set_running_or_notify_cancel():  # cancelled while queued
+            return None
+        return fn, args
 
     def _work(self) -> None:
         with self._cv:

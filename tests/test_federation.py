@@ -128,6 +128,31 @@ def test_a_source_named_on_caller_runs_on_the_callers_thread_the_others_in_paral
     assert federation.in_flight() == {}
 
 
+def test_with_the_pool_busy_the_caller_runs_the_queued_calls_it_may_run():
+    """Help while waiting: once its own call is done, the caller runs the calls to sources it may
+    run that no pool thread has started; a call to any other source waits for the pool."""
+    federation = Federation(1, idle_seconds=0.2)
+    release = threading.Event()
+    hung = threading.Thread(target=lambda: federation.fan_out([("HUNG", lambda: release.wait(5))], 5))
+    hung.start()
+    assert wait_until(lambda: federation.in_flight() == {"HUNG": 1})  # the pool's one thread is taken
+    caller = threading.get_ident()
+
+    def on_callers_thread():
+        return threading.get_ident() == caller
+
+    try:
+        result = federation.fan_out([("EID", on_callers_thread), ("X", on_callers_thread), ("REMOTE", on_callers_thread)],
+                                    0.3, on_caller={"EID", "X"})
+    finally:
+        release.set()
+        hung.join(5)
+    assert result.results == (("EID", True), ("X", True))
+    assert [a.category for a in result.advisories] == [AdvisoryCategory.TIMEOUT]  # REMOTE never got a thread
+    assert wait_until(lambda: federation.in_flight() == {})
+    federation.close()
+
+
 def test_a_source_on_the_callers_thread_keeps_the_deadline_and_its_failures(federation):
     result = federation.fan_out([("TECS", sleeper(0.05, "t")), ("EID", sleeper(0.5, "e"))], 0.2,
                                 stated_seconds=0.3, on_caller={"EID"})
