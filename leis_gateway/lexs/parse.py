@@ -60,8 +60,13 @@ def _error(node: etree._Element, message: str) -> LexsParseError:
     return LexsParseError(prefixed(node.tag), node.sourceline, message)
 
 
+def _first(parent: etree._Element, tag: str) -> etree._Element | None:
+    """The first child element named `tag` (what `find(tag)` gives, without lxml's path parser)."""
+    return next(parent.iterchildren(tag), None)
+
+
 def _child(parent: etree._Element, ns: str, local: str) -> etree._Element:
-    node = parent.find(qname(ns, local))
+    node = _first(parent, qname(ns, local))
     if node is None:
         raise LexsParseError(prefixed(qname(ns, local)), parent.sourceline,
                              f"missing inside {prefixed(parent.tag)}")
@@ -69,7 +74,7 @@ def _child(parent: etree._Element, ns: str, local: str) -> etree._Element:
 
 
 def _text(parent: etree._Element, ns: str, local: str, default: str | None = None) -> str:
-    node = parent.find(qname(ns, local))
+    node = _first(parent, qname(ns, local))
     if node is None:
         if default is not None:
             return default
@@ -163,7 +168,7 @@ def _search_metadata(message: etree._Element) -> tuple[int, float | None, tuple[
     meta = _child(message, LEXS, "SearchRequestMetadata")
     max_items = _integer(_child(meta, LEXS, "MaxItemMatches"))
     timeout = None
-    node = meta.find(qname(LEXS, "TimeoutDuration"))
+    node = _first(meta, qname(LEXS, "TimeoutDuration"))
     if node is not None:
         try:
             timeout = parse_duration(node.text or "")
@@ -304,7 +309,7 @@ def lenient_metadata(element: etree._Element | None) -> tuple[MessageHeader | No
     header = lenient_header(element)
     try:
         message = _lexs_message(element)
-        user = _user(message) if message is not None and message.find(qname(LEXS, "UserAssertion")) is not None else None
+        user = _user(message) if message is not None and _first(message, qname(LEXS, "UserAssertion")) is not None else None
     except Exception:  # noqa: BLE001 - best effort by design
         user = None
     return header, user
