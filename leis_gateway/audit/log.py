@@ -8,7 +8,6 @@ group commit, `_GroupCommit`).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -172,16 +171,16 @@ class _Rows:
     def __init__(self, cursor: Cursor, sql: _Statements) -> None:
         self.cursor = cursor
         self._sql = sql
-        self._head: tuple[int, bytes] | None = None
+        self._head: tuple[int, str] | None = None
         self._moved = False
 
-    def head(self) -> tuple[int, bytes]:
+    def head(self) -> tuple[int, str]:
         """(id, hash) of the last row of the chain, this transaction's rows included."""
         if self._head is None:
             self._head = tuple(self._sql.head.run(self.cursor).fetchone())  # type: ignore[assignment]
         return self._head  # type: ignore[return-value]
 
-    def moved_to(self, row_id: int, row_hash: bytes) -> None:
+    def moved_to(self, row_id: int, row_hash: str) -> None:
         self._head, self._moved = (row_id, row_hash), True
 
     def finish(self) -> None:
