@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -119,7 +120,7 @@ class Settings:
             ),
             max_timeout_seconds=float(env.get("LEIS_MAX_TIMEOUT", defaults.max_timeout_seconds)),
             server_threads=int(env.get("LEIS_THREADS", defaults.server_threads)),
-            require_signature=env.get("LEIS_REQUIRE_SIGNATURE", "1") not in ("0", "false", "no"),
+            require_signature=_switched_on(env, "LEIS_REQUIRE_SIGNATURE"),
             demo_people=int(env.get("LEIS_DEMO_PEOPLE", defaults.demo_people)),
             prime_hub_url=env.get("LEIS_PRIME_HUB_URL") or None,
             prime_hub_systems=tuple(
@@ -145,10 +146,10 @@ class Settings:
                 env.get("LEIS_PARTNER_MAX_RESPONSE_BYTES", defaults.partner_max_response_bytes)
             ),
             workers=int(env.get("LEIS_WORKERS") or defaults.workers),
-            pin_workers=env.get("LEIS_PIN_WORKERS", "1") not in ("0", "false", "no"),
+            pin_workers=_switched_on(env, "LEIS_PIN_WORKERS"),
             metrics_port=int(env["LEIS_METRICS_PORT"]) if env.get("LEIS_METRICS_PORT") else None,
             metrics_host=env.get("LEIS_METRICS_HOST") or defaults.metrics_host,
-            endpoint_metrics=env.get("LEIS_ENDPOINT_METRICS", "1") not in ("0", "false", "no"),
+            endpoint_metrics=_switched_on(env, "LEIS_ENDPOINT_METRICS"),
             log_format=(env.get("LEIS_LOG_FORMAT") or defaults.log_format).strip().lower(),
             log_level=(env.get("LEIS_LOG_LEVEL") or defaults.log_level).strip().upper(),
         )
@@ -203,6 +204,11 @@ ENVIRONMENT: dict[str, str] = {
 
 class ConfigError(ValueError):
     """Why a configuration file cannot be used (every problem, one per line)."""
+
+
+def _switched_on(env: Mapping[str, str], name: str) -> bool:
+    """An environment switch that is on unless set to 0, false or no."""
+    return env.get(name, "1") not in ("0", "false", "no")
 
 
 def read_config_file(path: Path) -> dict[str, object]:
