@@ -4,17 +4,19 @@ spyne cannot describe an external-XSD body, so each operation takes and returns 
 under the exact wrapper element names of the SR schema; the body is validated and turned
 into domain objects by the `OperationHandler` (see `endpoint.py`), not by spyne.
 
-A request the guard has parsed and verified takes a short path through spyne
-(`GuardedWsgiApplication`): the same context, call and answer envelope as spyne's generic
-handling, for about a third of its CPU.
+A request the guard has parsed and verified takes a short path past spyne's dispatch
+(`GuardedWsgiApplication`): the operation's handler called directly, and the answer envelope (or
+fault) spyne's generic handling would give.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
 from lxml import etree
 from spyne import BODY_STYLE_BARE, AnyXml, Application, Fault, ServiceBase, rpc
+from spyne import application as spyne_application
 from spyne.const.http import HTTP_200
 from spyne.const.xml import DEFAULT_NS
 from spyne.context import EventContext
@@ -23,6 +25,8 @@ from spyne.server.wsgi import WsgiApplication, WsgiMethodContext, WsgiTransportC
 
 from ..guard.middleware import ENVIRON_EXCHANGE, Exchange
 from ..lexs.namespaces import OPERATIONS, SR, Operation
+
+log = logging.getLogger(__name__)
 
 OPERATION_BY_WRAPPER_TAG: dict[str, Operation] = {op.request_wrapper_qname: op for op in OPERATIONS.values()}
 
@@ -80,26 +84,25 @@ class GuardedWsgiApplication(WsgiApplication):
     """spyne's WSGI server, with a short path for the envelopes the guard parsed and verified.
 
     For such an envelope, spyne's generic request handling finds what the guard already knows
-    (the one Body, its one request) by parsing, matching and copying contexts, and wraps the
-    answer through its generic serialiser. The short path does spyne's steps for this one case
-    directly, with the same results: a `WsgiMethodContext` bound to the operation's descriptor,
-    the request element as `ctx.in_body_doc` (and the AnyXml argument as spyne reads it: the
-    request's first child), the call through `Application.process_request` (spyne's service
-    `call_wrapper` and exception handling, a failure answered by spyne's own fault path), and
-    the answer envelope built with the same lxml steps as `Soap11.serialize`.
+    (the one Body, its one request) by parsing, matching and copying contexts, calls the service
+    method through its context, service and event machinery, and wraps the answer through its
+    generic serialiser. The short path calls the operation's handler with the request element
+    (what the service method would pass it) and builds the answer envelope with the same lxml
+    steps as `Soap11.serialize`. A failure gets spyne's own fault path, from the context spyne
+    would have made (`_fault`): a `Fault` as raised, anything else spyne's Server fault; a handler
+    that answers with something other than an element gets a Server fault too.
 
     It is taken only when that equivalence holds: the exchange carries a parsed envelope, no
     spyne event handler is registered (the events it skips would fire for nobody), the request
     is the Body's first node and carries no `xsi:nil`/`xsi:type` (which spyne interprets), and
     the operation has one method and no auxiliary ones. Anything else goes through
-    `WsgiApplication` unchanged. A handler that answers with something other than an element
-    gets spyne's Server fault. Unlike spyne's path, the context's close does not
-    run spyne's once-a-second `gc.collect()` (it is there to release file descriptors early;
-    this path opens none), so no request pays for a full collection of the process.
+    `WsgiApplication` unchanged. Why: spyne's context, dispatch and events were about 0.2 ms of
+    CPU per request, all of it the GIL's (docs/performance.md, the seventh round).
     """
 
-    def __init__(self, app: Application) -> None:
+    def __init__(self, app: Application, handler: OperationHandler) -> None:
         super().__init__(app)
+        self._handler = handler
         self._descriptors = {  # the operations the short path can answer as spyne would
             name: handles[0]
             for name, handles in app.interface.service_method_map.items()
@@ -130,28 +133,26 @@ class GuardedWsgiApplication(WsgiApplication):
             return super().handle_rpc(req_env, start_response)
         request = envelope.request
         descriptor = self._descriptors.get(request.tag)
-        if (descriptor is None or descriptor.event_managers and _any_handlers(descriptor.event_managers)
+        operation = OPERATION_BY_WRAPPER_TAG.get(request.tag)
+        if (descriptor is None or operation is None or descriptor.event_managers and _any_handlers(descriptor.event_managers)
                 or _any_handlers(self._event_managers) or request.getprevious() is not None
                 or request.get(_XSI_NIL) is not None or request.get(_XSI_TYPE) is not None):
             return super().handle_rpc(req_env, start_response)
 
-        ctx = self._context(req_env)
-        state = ctx.__dict__  # the context is frozen; these attributes exist (spyne sets them so)
-        state["active"] = True
-        state["in_document"] = envelope.root
-        state["in_header_doc"] = None if envelope.header is None else envelope.header.getchildren()
-        state["in_body_doc"] = request
-        state["method_request_string"] = request.tag
-        ctx.descriptor = descriptor
-        state["in_object"] = request[0] if len(request) else None  # spyne's AnyXml: the first child
-        self.app.process_request(ctx)
-        if ctx.out_error is not None:
-            return self.handle_error(ctx, (), ctx.out_error, start_response)
-        answer = ctx.out_object[0] if len(ctx.out_object) == 1 else None
+        # spyne's `process_request` around the service method: the call, and a failure made a fault
+        # (a `Fault` as raised, anything else a Server fault with spyne's text for it); no event
+        # fires, since none has a handler.
+        try:
+            answer = self._handler(operation, request, exchange)
+        except Fault as fault:
+            return self._fault(req_env, envelope, descriptor, fault, start_response)
+        except Exception as exc:  # noqa: BLE001 - answered as spyne answers it, logged without its text
+            log.error("%s failed: %s", operation.name, type(exc).__name__)
+            return self._fault(req_env, envelope, descriptor, Fault("Server", spyne_application.get_fault_string_from_exception(exc)),
+                               start_response)
         if not isinstance(answer, etree._Element):  # an `OperationHandler` answers with an element
-            ctx.out_error = Fault("Server", "The operation gave no answer.")
-            return self.handle_error(ctx, (), ctx.out_error, start_response)
-        ctx.transport.resp_code = HTTP_200
+            return self._fault(req_env, envelope, descriptor, Fault("Server", "The operation gave no answer."),
+                               start_response)
 
         # Soap11.serialize for a bare AnyXml answer. The answer is moved into the envelope once
         # (spyne builds the wrapper and the Body apart and moves the whole answer three times:
@@ -170,10 +171,22 @@ class GuardedWsgiApplication(WsgiApplication):
             body.append(wrapper)
             document.append(body)
         etree.cleanup_namespaces(document)
-        state["out_body_doc"], state["out_document"], state["out_string"] = body, document, [b""]
         exchange.response = document  # what GuardedSoap11.create_out_string leaves
         start_response(HTTP_200, list(self._headers))
         return [b""]
+
+    def _fault(self, req_env: dict, envelope, descriptor, fault: Fault, start_response):
+        """A failed call answered through spyne's own fault path, from the context spyne would have."""
+        ctx = self._context(req_env)
+        state = ctx.__dict__  # the context is frozen; these attributes exist (spyne sets them so)
+        state["active"] = True
+        state["in_document"] = envelope.root
+        state["in_header_doc"] = None if envelope.header is None else envelope.header.getchildren()
+        state["in_body_doc"] = envelope.request
+        state["method_request_string"] = envelope.request.tag
+        ctx.descriptor = descriptor
+        ctx.out_error = fault
+        return self.handle_error(ctx, (), fault, start_response)
 
     def _context(self, req_env: dict) -> WsgiMethodContext:
         """A `WsgiMethodContext` with the attributes and values spyne's constructor gives it.
@@ -237,4 +250,4 @@ def soap_application(handler: OperationHandler) -> WsgiApplication:
         in_protocol=GuardedSoap11(validator=None),
         out_protocol=GuardedSoap11(),
     )
-    return GuardedWsgiApplication(application)
+    return GuardedWsgiApplication(application, handler)
