@@ -233,9 +233,10 @@ def test_unknown_colour_code_goes_out_as_text():
 
 # --- whatever the release layer hands over, the message stays valid ---------------------------
 
-# XML 1.0 has no place for surrogates, control characters or the noncharacters U+FFFE/U+FFFF (lxml refuses them)
-_text = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"), min_size=1,
-                max_size=20)
+# XML 1.0 has no place for surrogates, control characters but tab, line feed and carriage return, or the
+# noncharacters U+FFFE/U+FFFF (lxml refuses them); markup characters and the three allowed ones must come through
+_text = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff",
+                              whitelist_characters="\t\n\r&<>\"'"), min_size=1, max_size=20)
 _opt = st.none() | _text
 _persons = st.builds(
     ReleasedPerson, _opt, _opt, _opt, st.none() | st.dates(date(1900, 1, 1), date(2030, 1, 1)),
@@ -310,6 +311,21 @@ def test_a_package_template_writes_every_value_where_the_builder_puts_it(records
         prefix = f"R{index}-"
         direct = build._build_package(shape, gateway, lambda getter: getter(record, prefix, ids))
         assert _in_message(templates.get(shape).copy(record, prefix, ids)) == _in_message(direct)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_records, max_size=4), st.sampled_from(list(ResultCode)))
+def test_a_search_response_written_as_markup_is_the_tree_its_templates_copy(records, result):
+    gateway = build.GatewayIdentity()
+    advisories = (Advisory(AdvisoryCategory.OTHER, "a <b> & \"c\"\r\n"),)
+    outcome = SearchOutcome(result, tuple(records), advisories, 2, True, 7)
+    tree = build._start("SearchResponseMessage", gateway, result, advisories, HEADER, 1234, NOW, search=outcome)
+    templates = build._package_templates(gateway)
+    for index, record in enumerate(records, start=1):
+        build._append_package(tree, templates, "SearchResultPackage", record, index)
+    markup = build.search_response(outcome, HEADER, gateway, sequence=1234, now=NOW)
+    assert etree.tostring(markup) == etree.tostring(tree)
+    assert [node.text for node in markup.iter()] == [node.text for node in tree.iter()]
 
 
 _headers = st.none() | st.builds(MessageHeader, st.from_regex(r"\A[0-9]{0,5}\Z"), st.none(), _opt.map(lambda t: t or ""),

@@ -238,10 +238,20 @@ _Getter = Callable[..., object]
 _Mark = Callable[[_Getter], object]
 
 
-class _Template:
-    """A subtree built with markers, copied with the values of the getters written in."""
+# What the values written into markup are escaped to: what the serialiser writes for them (`\r`
+# would be read back as a line end, and white space in an attribute as a space, otherwise).
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+_ATTRIBUTE_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;",
+                                    "\n": "&#10;", "\t": "&#9;"})
+_ROOT_NAME = re.compile(r"<([^\s/>]+)")
+_DECLARATION = re.compile(r'\s+xmlns(?::\w+)?="[^"]*"')
 
-    __slots__ = ("element", "getters", "mask", "writes")
+
+class _Template:
+    """A subtree built with markers, copied with the values of the getters written in (as a
+    tree, `copy`, or as markup, `text`)."""
+
+    __slots__ = ("element", "getters", "mask", "writes", "closing_tag", "declared_first", "pieces", "slots")
 
     def __init__(self, build: Callable[[_Mark], etree._Element]) -> None:
         # A marker is a text no fixed text of the template can be: a random tag of this template
@@ -275,6 +285,51 @@ class _Template:
             raise AssertionError("a marker of the template is missing")
         self.mask = tuple(mask)
         self.writes = tuple(writes)
+        self._as_text(tag, marker)
+
+    def _as_text(self, tag: str, marker: re.Pattern[str]) -> None:
+        """The template serialised, cut at its markers: `pieces` (the text between them, one more
+        than there are markers) and `slots` (per marker: its getter's index, and whether it is an
+        attribute value). The root's namespace declarations are left out of `pieces`
+        (`declared_first` is the first piece with them): a part is written into a message that
+        declares them, and every other element of the template uses the root's."""
+        text = etree.tostring(self.element, encoding="unicode")
+        start = text.index(">") + 1
+        self.closing_tag = "</" + _ROOT_NAME.match(text).group(1) + ">"  # type: ignore[union-attr]
+        if not text.endswith(self.closing_tag):
+            raise AssertionError("a template is one element with content")
+        bare = _DECLARATION.sub("", text[:start]) + text[start:]
+        if "xmlns" in bare:
+            raise AssertionError("a template element declares a namespace of its own")
+        cut, declared = marker.split(bare), marker.split(text)
+        if cut[1:] != declared[1:]:
+            raise AssertionError("a template's root declares its namespaces after a marker")
+        self.declared_first = declared[0]
+        self.pieces = tuple(cut[0::2])
+        self.slots = tuple(
+            (int(index), before.endswith('="'))
+            for index, before in zip(cut[1::2], cut[0::2])
+        )
+        if tag in "".join(self.pieces) or any(
+                not (after.startswith('"') if attribute else before.endswith(">") and after.startswith("<"))
+                for (_, attribute), before, after in zip(self.slots, self.pieces, self.pieces[1:])):
+            raise AssertionError("a marker is not a whole text or attribute value")
+
+    def text(self, *args: object, declared: bool = False) -> str:
+        """The template's markup with the getters' values for `args` written in, escaped (a text
+        as `copy` writes it: None leaves it empty); the root's namespace declarations only if
+        `declared`."""
+        values = [getter(*args) for getter in self.getters]
+        parts = [self.declared_first if declared else self.pieces[0]]
+        for (index, attribute), piece in zip(self.slots, self.pieces[1:]):
+            value = values[index]
+            if value is None:
+                value = ""
+            elif value.__class__ is not str:
+                value = _text(value)
+            parts.append(value.translate(_ATTRIBUTE_ESCAPES if attribute else _TEXT_ESCAPES))
+            parts.append(piece)
+        return "".join(parts)
 
     def copy(self, *args: object) -> etree._Element:
         """A copy with the getters' values for `args` written over the markers (a text as `_el`
@@ -779,14 +834,36 @@ def _build_location(digest: etree._Element, entity_id: str, location_id: str, re
 def search_response(outcome: SearchOutcome, in_response_to: MessageHeader | None,
                     gateway: GatewayIdentity = GatewayIdentity(), *, sequence: int | None = None,
                     now: datetime | None = None) -> etree._Element:
-    """`lexs:SearchResponseMessage`: one `SearchResultPackage` per released record."""
-    message = _start("SearchResponseMessage", gateway, outcome.result_code, outcome.advisories,
-                     in_response_to, sequence, now, search=outcome)
+    """`lexs:SearchResponseMessage`: one `SearchResultPackage` per released record.
+
+    The same elements as `_start` and `_append_package` build, written as markup from the same
+    templates and parsed once: copying and filling a tree holds the GIL for every node, while
+    lxml parses without it (docs/performance.md, the seventh round).
+    """
+    advisories = tuple(outcome.advisories)
+    shape = _start_shape("SearchResponseMessage", advisories, in_response_to, outcome)
+    start = _start_templates(gateway).get(shape)
+    message = start.text(outcome.result_code, advisories, in_response_to, sequence, now, outcome, declared=True)
+    markup = [message[: -len(start.closing_tag)]]
     if outcome.records:
         templates = _package_templates(gateway)
         for index, record in enumerate(outcome.records, start=1):
-            _append_package(message, templates, "SearchResultPackage", record, index)
-    return message
+            package, ids = _package_shape("SearchResultPackage", record)
+            markup.append(templates.get(package).text(record, f"R{index}-", ids))
+    markup.append(start.closing_tag)
+    return etree.fromstring("".join(markup).encode(), _parser())
+
+
+_parsers = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    """This thread's parser of the markup `search_response` writes (lxml's parsers are not to be
+    shared between threads): no DTD, no entities, no network, as everywhere else."""
+    parser = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return parser
 
 
 def data_item_response(item: ReleasedRecord | None | object, in_response_to: MessageHeader | None,
