@@ -96,8 +96,8 @@ class GuardedWsgiApplication(WsgiApplication):
     spyne event handler is registered (the events it skips would fire for nobody), the request
     is the Body's first node and carries no `xsi:nil`/`xsi:type` (which spyne interprets), and
     the operation has one method and no auxiliary ones. Anything else goes through
-    `WsgiApplication` unchanged. Why: spyne's context, dispatch and events were about 0.2 ms of
-    CPU per request, all of it the GIL's (docs/performance.md, the seventh round).
+    `WsgiApplication` unchanged. Why: spyne's context, dispatch and events were about 3 % of the
+    full path's requests/s under load, all of it work under the GIL (docs/performance.md, the seventh round).
     """
 
     def __init__(self, app: Application, handler: OperationHandler) -> None:
