@@ -97,7 +97,8 @@ class GuardedWsgiApplication(WsgiApplication):
     is the Body's first node and carries no `xsi:nil`/`xsi:type` (which spyne interprets), and
     the operation has one method and no auxiliary ones. Anything else goes through
     `WsgiApplication` unchanged. Why: spyne's context, dispatch and events were about 3 % of the
-    full path's requests/s under load, all of it work under the GIL (docs/performance.md, the seventh round).
+    full path's requests/s under load, all of it work under the GIL (docs/performance.md, the
+    seventh round).
     """
 
     def __init__(self, app: Application, handler: OperationHandler) -> None:
@@ -134,7 +135,8 @@ class GuardedWsgiApplication(WsgiApplication):
         request = envelope.request
         descriptor = self._descriptors.get(request.tag)
         operation = OPERATION_BY_WRAPPER_TAG.get(request.tag)
-        if (descriptor is None or operation is None or descriptor.event_managers and _any_handlers(descriptor.event_managers)
+        if (descriptor is None or operation is None
+                or descriptor.event_managers and _any_handlers(descriptor.event_managers)
                 or _any_handlers(self._event_managers) or request.getprevious() is not None
                 or request.get(_XSI_NIL) is not None or request.get(_XSI_TYPE) is not None):
             return super().handle_rpc(req_env, start_response)
@@ -148,8 +150,8 @@ class GuardedWsgiApplication(WsgiApplication):
             return self._fault(req_env, envelope, descriptor, fault, start_response)
         except Exception as exc:  # noqa: BLE001 - answered as spyne answers it, logged without its text
             log.error("%s failed: %s", operation.name, type(exc).__name__)
-            return self._fault(req_env, envelope, descriptor, Fault("Server", spyne_application.get_fault_string_from_exception(exc)),
-                               start_response)
+            text = spyne_application.get_fault_string_from_exception(exc)
+            return self._fault(req_env, envelope, descriptor, Fault("Server", text), start_response)
         if not isinstance(answer, etree._Element):  # an `OperationHandler` answers with an element
             return self._fault(req_env, envelope, descriptor, Fault("Server", "The operation gave no answer."),
                                start_response)
