@@ -201,8 +201,9 @@ def test_two_workers_serve_count_restart_and_stop(demo_home, tmp_path):
         replaced = _wait_for(lambda: (c := _children(proc.pid)) and len(c) == 2 and victim not in c and c,
                              what="a replacement worker")
         assert len(replaced & workers) == 1
-        if one_each:  # the replacement takes its slot's CPU
-            assert {frozenset(os.sched_getaffinity(pid)) for pid in replaced} == one_each
+        if one_each:  # the replacement takes its slot's CPU (it pins itself as it starts: wait for that)
+            _wait_for(lambda: {frozenset(os.sched_getaffinity(pid)) for pid in replaced} == one_each,
+                      what="the replacement on its slot's CPU")
         text = _wait_for(lambda: (t := _scrape(metrics_url)) and
                          (_series(t, "leis_worker_restarts_total", worker="0") +
                           _series(t, "leis_worker_restarts_total", worker="1")) == 1 and t, what="restart counted")
