@@ -18,7 +18,7 @@ from leis_gateway.lexs import requests as lexs_requests
 from leis_gateway.lexs.namespaces import LEXS
 from leis_gateway.policy.agreements import AgreementRegistry
 from leis_gateway.security.pki import SigningCredentials, ensure_demo_pki, load_signing_credentials
-from leis_gateway.security.wssec import sign_envelope
+from leis_gateway.security.wssec import WSSE_NS, sign_envelope
 from leis_gateway.security.tls import base_url, client_session, make_tls_server
 from leis_gateway.sources.demo import build_demo_sources
 
@@ -209,3 +209,12 @@ def postgres_user() -> str | None:
         finally:
             engine.dispose()
     return None
+
+
+def unsigned_part(message: bytes) -> bytes:
+    """A signed message without its WS-Security header, for checks that no input value comes back:
+    the header's base64 digests and signature are random text, which may spell anything ("DOE")."""
+    root = etree.fromstring(message)
+    for security in list(root.iter(f"{{{WSSE_NS}}}Security")):
+        security.getparent().remove(security)
+    return etree.tostring(root)
