@@ -136,15 +136,15 @@ class SearchRetrieveService:
         found = [record for _, records in fanned.results for record in records]
         # A source that filled its limit may hold more matches than it sent, released or not.
         source_limit_hit = any(len(records) >= limit for _, records in fanned.results)
-        released = release(
-            found, query, agreement, self.registry.profile(agreement), self.tokens, self.clock()
-        )
         # Best first; equal scores keep the sources' order (TECS, EID) and each source's own order.
         # Every source record stays its own result: the same person in two sources is two results.
-        ranked = sorted(released.records, key=lambda r: -r.score)
-        kept = tuple(ranked[: query.max_items])
-        kept_keys = {r.item_id for r in kept}
-        disclosures = tuple(d for d in released.disclosures if d.item_id in kept_keys)
+        # One more than asked tells whether releasable records were left out.
+        released = release(
+            found, query, agreement, self.registry.profile(agreement), self.tokens, self.clock(),
+            best=limit,
+        )
+        kept = released.records[: query.max_items]
+        disclosures = released.disclosures[: query.max_items]
         if fanned.all_failed:
             code = ResultCode.ERROR
         elif fanned.advisories:
@@ -156,7 +156,7 @@ class SearchRetrieveService:
             records=kept,
             advisories=fanned.advisories,
             matches_found=len(kept),
-            server_limit_hit=len(ranked) > query.max_items or source_limit_hit,
+            server_limit_hit=len(released.records) > query.max_items or source_limit_hit,
             max_items_requested=request.max_items,
         )
         return outcome, AuditFacts(facts.user_id, facts.purpose, categories, disclosures)

@@ -141,3 +141,23 @@ def test_a_lone_caller_commits_on_its_own_thread() -> None:
     assert group.run(lambda cursor: "committed", durable=False) == "committed"
     assert group.run(lambda cursor: "again", durable=True) == "again"
     assert threads == [threading.current_thread()] * 2
+
+
+def test_answers_commit_with_an_fsync_and_inbound_rows_without_switching_levels(tmp_path: Path) -> None:
+    """An exchange's inbound row commits with synchronous=NORMAL and its answer's row with FULL
+    (which makes both durable), each on a connection kept at its level, not switched per write."""
+    log = _open(tmp_path)
+    statements: list[str] = []
+    for held in log._held.values():  # the kept connections, once opened, report what they run
+        held.take(log._engine).driver_connection.set_trace_callback(statements.append)
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    for n in range(3):
+        assert log.record_inbound(AuditEntry(direction=Direction.INBOUND, operation="op"), b"in", f"k{n}", expires)
+        log.record(AuditEntry(direction=Direction.OUTBOUND, operation="op"), b"out")
+    assert [s for s in statements if "synchronous" in s] == ["PRAGMA synchronous=NORMAL"]  # once, at its first use
+    assert sum(s == "COMMIT" for s in statements) == 6
+    levels = {durable: held.connection.driver_connection.execute("PRAGMA synchronous").fetchone()[0]
+              for durable, held in log._held.items()}
+    assert levels == {True: 2, False: 1}  # FULL, NORMAL
+    assert log.verify().ok
+    log.close()

@@ -319,3 +319,37 @@ def test_only_allowlisted_records_and_elements_ever_leave() -> None:
 
     check()
     assert sum(generated) >= MIN_RECORDS, f"only {sum(generated)} records were generated"
+
+
+class CountingTokens(ItemTokens):
+    """Item tokens that keep the record ids they were issued for."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.items: list[str] = []
+
+    def issue(self, kind, source, record_id, *args, **kwargs) -> str:
+        if kind == TokenKind.ITEM:
+            self.items.append(record_id)
+        return super().issue(kind, source, record_id, *args, **kwargs)
+
+
+def test_the_best_releasable_records_are_released_and_no_others() -> None:
+    """`best=k` (a search's answer size): the k best of what `release` would release, ranked by
+    their released score with ties in the given order, and nothing sealed for the rest."""
+
+    @settings(max_examples=120, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(records=record_batches(), best=st.integers(min_value=1, max_value=60))
+    def check(records: list[SourceRecord], best: int) -> None:
+        query = Query((Criterion(QueryField.SURNAME, "x"),))
+        for member, profile, *_ in CASES:
+            everything = release(records, query, member, profile, TOKENS, NOW)
+            ranked = sorted(zip(everything.records, everything.disclosures), key=lambda pair: -pair[0].score)[:best]
+            counting = CountingTokens(b"p" * 32, timedelta(minutes=30))
+            result = release(records, query, member, profile, counting, NOW, best=best)
+            assert [d.record_id for d in result.disclosures] == [d.record_id for _, d in ranked]
+            assert [r.score for r in result.records] == [r.score for r, _ in ranked]
+            assert sorted(counting.items) == sorted(d.record_id for _, d in ranked)
+
+    check()

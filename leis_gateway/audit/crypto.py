@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import ssl
 import stat
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class Sealer:
             self._aead.setdefault(kid, AESGCM(k))
 
     def seal(self, plaintext: bytes, aad: bytes) -> tuple[bytes, bytes]:
-        nonce = os.urandom(NONCE_BYTES)
+        nonce = ssl.RAND_bytes(NONCE_BYTES)  # OpenSSL's CSPRNG: unlike os.urandom, keeps the GIL
         return nonce, self._aead[self.key_id].encrypt(nonce, plaintext, aad)
 
     def open(self, key_id: str, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:

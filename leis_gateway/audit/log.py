@@ -191,6 +191,35 @@ class _Rows:
             self._moved = False
 
 
+class _Held:
+    """A connection kept from one write to the next, given back through the pool when it broke or
+    sat idle (PostgreSQL: whose pre-ping replaces a connection the server dropped)."""
+
+    __slots__ = ("connection", "pid", "at")
+
+    def __init__(self) -> None:
+        self.connection: PoolProxiedConnection | None = None
+        self.pid: int | None = None
+        self.at = 0.0
+
+    def take(self, engine: Engine) -> PoolProxiedConnection:
+        held, now = self.connection, time.monotonic()
+        if held is not None and self.pid != os.getpid():
+            held = None  # a forked child's copy: never used, never closed (that would close the parent's)
+        elif held is not None and (not held.is_valid or now - self.at > _HELD_IDLE_S):
+            held.close()
+            held = None
+        if held is None:
+            self.connection, self.pid = engine.raw_connection(), os.getpid()
+        self.at = now
+        return self.connection  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self.connection is not None and self.pid == os.getpid():
+            self.connection.close()
+        self.connection = None
+
+
 class _Writers:
     """One writer at a time: a thread lock within the process, an `flock` on `<database>-writer`
     across processes (SQLite only).
@@ -412,9 +441,8 @@ class AuditLog:
         self._writers = _Writers(sqlite_file)
         self._group = _GroupCommit(self._write)
         self._sql = _Statements(engine.dialect)
-        self._held: PoolProxiedConnection | None = None  # see `_writer_connection`
-        self._held_pid: int | None = None
-        self._held_at = 0.0
+        durable = _Held()  # see `_writer_connection`: on SQLite one per durability
+        self._held = {True: durable, False: _Held() if sqlite_file is not None else durable}
         # the statements run on the DBAPI cursor: its errors are the store's too
         self._store_errors: tuple[type[BaseException], ...] = (
             SQLAlchemyError, OSError, engine.dialect.loaded_dbapi.Error)
@@ -452,9 +480,8 @@ class AuditLog:
         return cls(engine, sealer, sqlite_file=path)
 
     def close(self) -> None:
-        if self._held is not None and self._held_pid == os.getpid():
-            self._held.close()
-        self._held = None
+        for held in self._held.values():
+            held.close()
         self._engine.dispose()
         self._writers.close()
 
@@ -497,7 +524,7 @@ class AuditLog:
         """
         try:
             with self._writers.hold():
-                connection = self._writer_connection()
+                connection = self._writer_connection(durable)
                 try:
                     cursor = connection.cursor()
                     try:
@@ -517,22 +544,15 @@ class AuditLog:
             log.error("audit store unavailable: %s", type(exc).__name__)
             raise AuditUnavailable(f"audit store unavailable ({type(exc).__name__})") from exc
 
-    def _writer_connection(self) -> PoolProxiedConnection:
+    def _writer_connection(self, durable: bool) -> PoolProxiedConnection:
         """The connection of the per-message writes, kept from one to the next (they run one at a
         time, under the writers' lock): a pool round trip per write cost about as much CPU as the
-        row, and a kept SQLite connection keeps its page cache. Broken, or idle for a while, it goes
-        back through the pool (PostgreSQL: whose pre-ping replaces a connection the server dropped).
+        row, and a kept SQLite connection keeps its page cache. On SQLite one per durability, each
+        keeping its `synchronous` level: one connection for both switched the level with a PRAGMA
+        before nearly every transaction (an exchange writes one of each), and every statement gives
+        the GIL away several times (docs/performance.md, the ninth round).
         """
-        held, now = self._held, time.monotonic()
-        if held is not None and self._held_pid != os.getpid():
-            held = None  # a forked child's copy: never used, never closed (that would close the parent's)
-        elif held is not None and (not held.is_valid or now - self._held_at > _HELD_IDLE_S):
-            held.close()
-            held = None
-        if held is None:
-            self._held, self._held_pid = self._engine.raw_connection(), os.getpid()
-        self._held_at = now
-        return self._held
+        return self._held[durable].take(self._engine)
 
     def _roll_back(self, connection: PoolProxiedConnection) -> None:
         if not connection.is_valid:  # already discarded (`_check_sqlite_file`)

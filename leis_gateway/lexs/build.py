@@ -243,6 +243,7 @@ _Mark = Callable[[_Getter], object]
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 _ATTRIBUTE_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;",
                                     "\n": "&#10;", "\t": "&#9;"})
+_ESCAPED = re.compile("[&<>\"\r\n\t]")  # what either table escapes
 _ROOT_NAME = re.compile(r"<([^\s/>]+)")
 _DECLARATION = re.compile(r'\s+xmlns(?::\w+)?="[^"]*"')
 
@@ -320,14 +321,14 @@ class _Template:
         as `copy` writes it: None leaves it empty); the root's namespace declarations only if
         `declared`."""
         values = [getter(*args) for getter in self.getters]
+        for index, value in enumerate(values):
+            if value.__class__ is not str:
+                values[index] = "" if value is None else _text(value)
+        plain = _ESCAPED.search("".join(values)) is None  # nearly always: one scan, no escaping
         parts = [self.declared_first if declared else self.pieces[0]]
         for (index, attribute), piece in zip(self.slots, self.pieces[1:]):
             value = values[index]
-            if value is None:
-                value = ""
-            elif value.__class__ is not str:
-                value = _text(value)
-            parts.append(value.translate(_ATTRIBUTE_ESCAPES if attribute else _TEXT_ESCAPES))
+            parts.append(value if plain else value.translate(_ATTRIBUTE_ESCAPES if attribute else _TEXT_ESCAPES))
             parts.append(piece)
         return "".join(parts)
 

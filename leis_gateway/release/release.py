@@ -82,24 +82,42 @@ def release(
     profile: ReleaseProfile | None,
     tokens: ItemTokens,
     now: datetime,
+    *,
+    best: int | None = None,
 ) -> ReleaseResult:
-    """The releasable part of `records` for a search by `agreement` (same order, no duplicates)."""
+    """The releasable part of `records` for a search by `agreement` (same order, no duplicates).
+
+    With `best`: only the `best` highest-scoring releasable records, best first (equal scores keep
+    the given order). Records ranked below them are not released at all, so nothing is sealed or
+    disclosed for a record the answer would leave out (a fuzzy search reads twice the records it
+    answers with: `best` more from each source)."""
     if not _may_receive(agreement, profile, now):
         return ReleaseResult(withheld=len(records))
     asked = frozenset(criterion.field for criterion in query.criteria)
+    first: dict[str, SourceRecord] = {}
+    for record in records:
+        first.setdefault(record.key, record)
+    unique = list(first.values())
+    if best is not None:
+        unique.sort(key=lambda record: -released_score(record))
     released: list[ReleasedRecord] = []
     disclosures: list[Disclosure] = []
-    seen: set[str] = set()
-    for record in records:
-        outcome = None
-        if record.key not in seen:
-            seen.add(record.key)
-            outcome = _release_one(record, asked, agreement, profile, tokens, now, None)
+    withheld = len(records) - len(unique)  # duplicates
+    for record in unique:
+        if best is not None and len(released) >= best:
+            break
+        outcome = _release_one(record, asked, agreement, profile, tokens, now, None)
         if outcome is None:
+            withheld += 1
             continue
         released.append(outcome[0])
         disclosures.append(outcome[1])
-    return ReleaseResult(tuple(released), tuple(disclosures), len(records) - len(released))
+    return ReleaseResult(tuple(released), tuple(disclosures), withheld)
+
+
+def released_score(record: SourceRecord) -> int:
+    """The score a released record carries (0-100, whole): what answers are ranked by."""
+    return min(max(int(record.score), 0), 100)
 
 
 def release_single(
@@ -253,7 +271,7 @@ def _release_one(
         person=ReleasedPerson(**person_values, identifiers=tuple(identifiers)),
         address=Address(**address_values) if address_values else None,
         attachment_uri=attachment_uri,
-        score=min(max(int(record.score), 0), 100),
+        score=released_score(record),
         disclosed_elements=elements,
     )
     return released, Disclosure(agreement.id, str(record.source), record.record_id, elements, item_id)

@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
+import ssl
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,7 +36,7 @@ class Sealer:
 
     def seal(self, fields: list[Any], audience: str, expires_at: datetime) -> str:
         payload = json.dumps([int(_utc(expires_at).timestamp()), *fields], separators=(",", ":")).encode()
-        nonce = os.urandom(_NONCE_BYTES)
+        nonce = ssl.RAND_bytes(_NONCE_BYTES)  # OpenSSL's CSPRNG: unlike os.urandom, keeps the GIL
         sealed = self._aead.encrypt(nonce, payload, self._associated(audience))
         return base64.urlsafe_b64encode(bytes([_FORMAT]) + nonce + sealed).rstrip(b"=").decode()
 
