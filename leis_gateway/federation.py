@@ -38,6 +38,9 @@ DEFAULT_IDLE_SECONDS = 2.0
 
 # The monotonic time by which the current source call must be finished (None: no fan-out).
 _deadline_at: ContextVar[float | None] = ContextVar("leis_source_deadline", default=None)
+# How long a call on the caller's thread may run before the calls held back for that thread go to
+# the pool after all (`fan_out`): longer than a local search takes, short against any deadline.
+HAND_OFF_AFTER_S = 0.01
 
 
 # --- what a source adapter may raise ---------------------------------------------------
@@ -67,8 +70,35 @@ def remaining_seconds() -> float | None:
 
 
 def deadline_passed() -> bool:
+    """Whether the current source call is past its deadline. A source that ends by the deadline by
+    itself asks this as it runs (SQLite's progress handler); on the caller's thread the question
+    also hands the calls held back for that thread to the pool once it runs long (`_HandOff`)."""
+    now = time.monotonic()
+    hand_off = _hand_off.get()
+    if hand_off is not None:
+        hand_off.check(now)
     deadline = _deadline_at.get()
-    return deadline is not None and time.monotonic() >= deadline
+    return deadline is not None and now >= deadline
+
+
+class _HandOff:
+    """Calls queued in the pool without waking it, for the caller's thread to run after its own;
+    woken after all if the caller's own call is still running at `due_at`."""
+
+    __slots__ = ("_pool", "_count", "_due_at")
+
+    def __init__(self, pool: WorkerPool, count: int, due_at: float) -> None:
+        self._pool: WorkerPool | None = pool
+        self._count = count
+        self._due_at = due_at
+
+    def check(self, now: float) -> None:
+        if self._pool is not None and now >= self._due_at:
+            pool, self._pool = self._pool, None
+            pool.wake(self._count)
+
+
+_hand_off: ContextVar[_HandOff | None] = ContextVar("leis_source_hand_off", default=None)
 
 
 # --- the fan-out -------------------------------------------------------------------------
@@ -118,10 +148,13 @@ class Federation:
         `stated_seconds` is the deadline the advisories name (the requester's, of which the
         fan-out may get a little less); default `deadline_seconds`. `on_caller` names sources
         whose calls end by the deadline by themselves (a local SQLite source interrupts its own
-        query): one of them runs on the caller's thread, which would otherwise only wait, while
-        the others run on the pool; then the caller also runs those of them no pool thread has
-        started yet. Thread hand-offs fewer per request; an answer that arrives after the
-        deadline is still a `Timeout`.
+        query, asking `deadline_passed` as it runs): one of them runs on the caller's thread,
+        which would otherwise only wait, while the others run on the pool. The others of them are
+        queued without waking a pool thread, and the caller runs them after its own: a local
+        search takes less than a millisecond, and a hand-over to another thread and back costs
+        more than that under load (docs/performance.md, the tenth round). If the caller's own
+        call is still running `HAND_OFF_AFTER_S` later, they go to the pool, in parallel as any
+        other. An answer that arrives after the deadline is still a `Timeout`.
         """
         started = time.monotonic()
         budget = max(deadline_seconds, 0.0)
@@ -130,6 +163,7 @@ class Federation:
         futures: dict[Future, str] = {}
         refused: dict[str, SourceStatus] = {}
         inline: tuple[str, Callable[[], T]] | None = None
+        held_back = 0
         for name, call in calls:
             if inline is None and name in on_caller and self._admit(name):
                 inline = (name, call)
@@ -142,8 +176,9 @@ class Federation:
                     started,
                 )
                 continue
+            hold = inline is not None and name in on_caller  # for the caller's thread, after its own
             try:
-                future = self._pool.submit(_run_source_call, call, deadline_at)
+                future = self._pool.submit(_run_source_call, call, deadline_at, wake=not hold)
             except RuntimeError:  # shutting down
                 self._release(name)
                 refused[name] = _failed(
@@ -152,20 +187,25 @@ class Federation:
                 continue
             future.add_done_callback(lambda _f, n=name: self._release(n))
             futures[future] = name
+            held_back += hold
         late_here: set[Future] = set()
         if inline is not None:
             name, call = inline
             future = Future()
             future.set_running_or_notify_cancel()
-            _execute(future, _run_source_call, (call, deadline_at))
+            hand_off = _hand_off.set(_HandOff(self._pool, held_back, started + HAND_OFF_AFTER_S) if held_back else None)
+            try:
+                _execute(future, _run_source_call, (call, deadline_at))
+            finally:
+                _hand_off.reset(hand_off)
             self._release(name)
             futures[future] = name
             if time.monotonic() > deadline_at:
                 late_here.add(future)
-            # Help while waiting: a call to such a source that no pool thread has started yet runs
-            # here too (under load the pool's threads wait their turn for the GIL, and each
-            # hand-over between threads costs more than the call; docs/performance.md, the sixth
-            # round). One that a pool thread took runs on there, in parallel as before.
+            # The calls held back for this thread, and any other call to such a source that no
+            # pool thread has started yet, run here (under load the pool's threads wait their turn
+            # for the GIL, and each hand-over between threads costs more than the call;
+            # docs/performance.md, the sixth and tenth rounds). One a pool thread took runs on there.
             for future, name in list(futures.items()):
                 taken = self._pool.take_back(future) if name in on_caller else None
                 if taken is not None:
@@ -285,20 +325,33 @@ class WorkerPool:
         with self._cv:
             return self._workers
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future:
+    def submit(self, fn: Callable[..., T], *args: Any, wake: bool = True) -> Future:
+        """Queue a call; `wake=False` leaves it for a worker that is busy now, for `take_back`,
+        or for a later `wake`, without waking or starting a thread for it."""
         future: Future = Future()
         with self._cv:
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
             # run in the caller's context: log lines keep the exchange's correlation id
             self._tasks.append((future, contextvars.copy_context().run, (fn, *args)))
-            if self._idle:
-                self._cv.notify()
-            if self._idle < len(self._tasks) and self._workers < self._max:
-                self._workers += 1
-                self._started += 1
-                threading.Thread(target=self._work, name=f"{self._name}-{self._started}", daemon=True).start()
+            if wake:
+                self._wake(1)
         return future
+
+    def wake(self, count: int) -> None:
+        """Wake (or start) workers for `count` calls queued with `wake=False`."""
+        with self._cv:
+            self._wake(count)
+
+    def _wake(self, count: int) -> None:
+        if self._idle:
+            self._cv.notify(min(count, self._idle))
+        for _ in range(count):
+            if self._idle >= len(self._tasks) or self._workers >= self._max:
+                break
+            self._workers += 1
+            self._started += 1
+            threading.Thread(target=self._work, name=f"{self._name}-{self._started}", daemon=True).start()
 
     def take_back(self, future: Future) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
         """The call of `future`, taken out of the queue for the caller to run, if no worker has

@@ -18,6 +18,7 @@ from leis_gateway.federation import (
     SourceInvalidResponse,
     SourceTimeout,
     WorkerPool,
+    deadline_passed,
     remaining_seconds,
 )
 from leis_gateway.domain import Criterion, Query, QueryField, QueryMatch, SourceSystem
@@ -113,8 +114,10 @@ def test_a_source_named_on_caller_runs_on_the_callers_thread_the_others_in_paral
     caller = threading.get_ident()
 
     def thread_after(seconds: float):
-        def call():
-            time.sleep(seconds)
+        def call():  # as a source that ends by the deadline runs: asking `deadline_passed` as it goes
+            until = time.monotonic() + seconds
+            while time.monotonic() < until and not deadline_passed():
+                time.sleep(0.002)
             return threading.get_ident() == caller
         return call
 
@@ -125,6 +128,15 @@ def test_a_source_named_on_caller_runs_on_the_callers_thread_the_others_in_paral
     assert elapsed < 0.3 * 2, elapsed  # still in parallel
     assert result.results == (("TECS", False), ("EID", True), ("X", False))  # one on the caller's thread
     assert all(s.ok for s in result.statuses)
+    assert federation.in_flight() == {}
+
+
+def test_quick_calls_named_on_caller_all_run_on_the_callers_thread_without_waking_the_pool(federation):
+    caller = threading.get_ident()
+    result = federation.fan_out([("EID", lambda: threading.get_ident() == caller),
+                                 ("X", lambda: threading.get_ident() == caller)], 5, on_caller={"EID", "X"})
+    assert result.results == (("EID", True), ("X", True))
+    assert federation.workers == 0  # no pool thread was started for them
     assert federation.in_flight() == {}
 
 
