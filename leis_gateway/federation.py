@@ -149,12 +149,12 @@ class Federation:
         fan-out may get a little less); default `deadline_seconds`. `on_caller` names sources
         whose calls end by the deadline by themselves (a local SQLite source interrupts its own
         query, asking `deadline_passed` as it runs): one of them runs on the caller's thread,
-        which would otherwise only wait, while the others run on the pool. The others of them are
-        queued without waking a pool thread, and the caller runs them after its own: a local
-        search takes less than a millisecond, and a hand-over to another thread and back costs
-        more than that under load (docs/performance.md, the tenth round). If the caller's own
-        call is still running `HAND_OFF_AFTER_S` later, they go to the pool, in parallel as any
-        other. An answer that arrives after the deadline is still a `Timeout`.
+        which would otherwise only wait, and the caller runs the rest of them after its own,
+        queued for the pool without waking a thread: a local search takes less than a
+        millisecond, and under load a hand-over to another thread and back costs more than that
+        (docs/performance.md, the tenth round). If the caller's own call is still running
+        `HAND_OFF_AFTER_S` later, they go to the pool and run in parallel. Other sources run on
+        the pool. An answer that arrives after the deadline is still a `Timeout`.
         """
         started = time.monotonic()
         budget = max(deadline_seconds, 0.0)
@@ -193,7 +193,8 @@ class Federation:
             name, call = inline
             future = Future()
             future.set_running_or_notify_cancel()
-            hand_off = _hand_off.set(_HandOff(self._pool, held_back, started + HAND_OFF_AFTER_S) if held_back else None)
+            due_at = started + HAND_OFF_AFTER_S
+            hand_off = _hand_off.set(_HandOff(self._pool, held_back, due_at) if held_back else None)
             try:
                 _execute(future, _run_source_call, (call, deadline_at))
             finally:
